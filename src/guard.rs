@@ -1,0 +1,289 @@
+//! The safe face of the intent mode: an extension trait for
+//! `lock_api::RwLock` and the intent guards.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::{self, ManuallyDrop};
+use core::ops::Deref;
+use core::ptr::NonNull;
+
+use lock_api::{GuardSend, RwLock, RwLockWriteGuard};
+
+use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed, RawPhaseLock};
+
+/// The intent-mode methods of a `lock_api::RwLock` whose raw lock implements
+/// [`RawIntent`] — in particular of every [`PhaseLock`](crate::PhaseLock).
+///
+/// Intent holders get shared (`&T`) access, like readers, but exclude readers
+/// instead of each other: they are expected to mutate disjoint parts of `T`
+/// under finer-grained locks of their own (interior mutability).
+pub trait RwLockIntentExt<R: RawIntent, T: ?Sized> {
+    /// Locks in intent mode, blocking the current thread until it can.
+    ///
+    /// Returns at once if intent holders hold the lock and nobody waits;
+    /// otherwise waits for the intent kind's turn (see the
+    /// [fairness contract](crate#fairness)).
+    fn intent(&self) -> RwLockIntentGuard<'_, R, T>;
+
+    /// Attempts to lock in intent mode without blocking.
+    fn try_intent(&self) -> Option<RwLockIntentGuard<'_, R, T>>;
+
+    /// Attempts to lock in intent mode, waiting at most `timeout`.
+    fn try_intent_for(&self, timeout: R::Duration) -> Option<RwLockIntentGuard<'_, R, T>>
+    where
+        R: RawIntentTimed;
+
+    /// Attempts to lock in intent mode, waiting until `timeout` at most.
+    fn try_intent_until(&self, timeout: R::Instant) -> Option<RwLockIntentGuard<'_, R, T>>
+    where
+        R: RawIntentTimed;
+
+    /// Whether the lock is held in intent mode (a momentary snapshot).
+    fn is_locked_intent(&self) -> bool;
+}
+
+impl<R: RawIntent, T: ?Sized> RwLockIntentExt<R, T> for RwLock<R, T> {
+    #[inline]
+    fn intent(&self) -> RwLockIntentGuard<'_, R, T> {
+        // SAFETY: `raw` is only used to lock; the guard keeps the state.
+        let guard = unsafe { self.raw() }.lock_intent();
+        RwLockIntentGuard::new(self, guard)
+    }
+
+    #[inline]
+    fn try_intent(&self) -> Option<RwLockIntentGuard<'_, R, T>> {
+        // SAFETY: as in `intent`.
+        let guard = unsafe { self.raw() }.try_lock_intent()?;
+        Some(RwLockIntentGuard::new(self, guard))
+    }
+
+    #[inline]
+    fn try_intent_for(&self, timeout: R::Duration) -> Option<RwLockIntentGuard<'_, R, T>>
+    where
+        R: RawIntentTimed,
+    {
+        // SAFETY: as in `intent`.
+        let guard = unsafe { self.raw() }.try_lock_intent_for(timeout)?;
+        Some(RwLockIntentGuard::new(self, guard))
+    }
+
+    #[inline]
+    fn try_intent_until(&self, timeout: R::Instant) -> Option<RwLockIntentGuard<'_, R, T>>
+    where
+        R: RawIntentTimed,
+    {
+        // SAFETY: as in `intent`.
+        let guard = unsafe { self.raw() }.try_lock_intent_until(timeout)?;
+        Some(RwLockIntentGuard::new(self, guard))
+    }
+
+    #[inline]
+    fn is_locked_intent(&self) -> bool {
+        // SAFETY: a read-only query of the raw lock.
+        unsafe { self.raw() }.is_locked_intent()
+    }
+}
+
+/// An RAII guard of an intent acquisition; releases it when dropped.
+///
+/// Dereferences to `&T`. Made by [`RwLockIntentExt::intent`] and its `try_`
+/// variants, or by [`WriteGuardIntentExt::downgrade_to_intent`].
+#[clippy::has_significant_drop]
+#[must_use = "if unused the lock will immediately unlock"]
+pub struct RwLockIntentGuard<'a, R: RawIntent, T: ?Sized> {
+    rwlock: &'a RwLock<R, T>,
+    marker: PhantomData<&'a T>,
+    guard: ManuallyDrop<R::IntentGuard>,
+}
+
+impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> RwLockIntentGuard<'a, R, T> {
+    fn new(rwlock: &'a RwLock<R, T>, guard: R::IntentGuard) -> Self {
+        RwLockIntentGuard { rwlock, marker: PhantomData, guard: ManuallyDrop::new(guard) }
+    }
+
+    /// The lock this guard holds.
+    pub fn rwlock(s: &Self) -> &'a RwLock<R, T> {
+        s.rwlock
+    }
+
+    /// Narrows the guard to a component of the locked data.
+    ///
+    /// An associated function (`RwLockIntentGuard::map(guard, f)`), so that
+    /// it cannot shadow a method of `T`. If `f` panics, the guard is dropped
+    /// and the lock released.
+    #[inline]
+    pub fn map<U: ?Sized, F>(s: Self, f: F) -> MappedRwLockIntentGuard<'a, R, U>
+    where
+        F: FnOnce(&T) -> &U,
+    {
+        let data = NonNull::from(f(&*s));
+        let (raw, guard) = Self::into_parts(s);
+        MappedRwLockIntentGuard { raw, data, marker: PhantomData, guard: ManuallyDrop::new(guard) }
+    }
+
+    /// Narrows the guard to a component of the locked data, or gives the
+    /// guard back if `f` returns `None`.
+    #[inline]
+    pub fn try_map<U: ?Sized, F>(s: Self, f: F) -> Result<MappedRwLockIntentGuard<'a, R, U>, Self>
+    where
+        F: FnOnce(&T) -> Option<&U>,
+    {
+        let Some(data) = f(&*s).map(NonNull::from) else {
+            return Err(s);
+        };
+        let (raw, guard) = Self::into_parts(s);
+        Ok(MappedRwLockIntentGuard { raw, data, marker: PhantomData, guard: ManuallyDrop::new(guard) })
+    }
+
+    /// Takes the raw lock and the acquisition out without releasing it.
+    fn into_parts(s: Self) -> (&'a R, R::IntentGuard) {
+        let mut s = ManuallyDrop::new(s);
+        // SAFETY: `s` is never dropped, so the state is taken exactly once.
+        let guard = unsafe { ManuallyDrop::take(&mut s.guard) };
+        // SAFETY: only used to unlock the acquisition this guard owns.
+        (unsafe { s.rwlock.raw() }, guard)
+    }
+}
+
+impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> Deref for RwLockIntentGuard<'a, R, T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the intent acquisition excludes writers, so no `&mut T`
+        // exists while this guard lives.
+        unsafe { &*self.rwlock.data_ptr() }
+    }
+}
+
+impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> Drop for RwLockIntentGuard<'a, R, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the guard owns this intent acquisition and is being dropped,
+        // so the state is taken once.
+        unsafe {
+            let guard = ManuallyDrop::take(&mut self.guard);
+            self.rwlock.raw().unlock_intent(guard);
+        }
+    }
+}
+
+impl<'a, R: RawIntent + 'a, T: fmt::Debug + ?Sized + 'a> fmt::Debug for RwLockIntentGuard<'a, R, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<'a, R: RawIntent + 'a, T: fmt::Display + ?Sized + 'a> fmt::Display for RwLockIntentGuard<'a, R, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+/// An intent guard narrowed to a component of the locked data by
+/// [`RwLockIntentGuard::map`]. Releases the intent acquisition when dropped.
+#[clippy::has_significant_drop]
+#[must_use = "if unused the lock will immediately unlock"]
+pub struct MappedRwLockIntentGuard<'a, R: RawIntent, T: ?Sized> {
+    raw: &'a R,
+    data: NonNull<T>,
+    marker: PhantomData<&'a T>,
+    guard: ManuallyDrop<R::IntentGuard>,
+}
+
+// SAFETY: the guard hands out only `&T`, so moving it to another thread needs
+// `T: Sync`; it unlocks through `&R`, which needs `R: Sync`, with state that
+// must itself be sendable.
+unsafe impl<'a, R: RawIntent + Sync + 'a, T: ?Sized + Sync + 'a> Send for MappedRwLockIntentGuard<'a, R, T> where
+    R::IntentGuard: Send
+{
+}
+// SAFETY: sharing the guard shares `&T` and `&R` only.
+unsafe impl<'a, R: RawIntent + Sync + 'a, T: ?Sized + Sync + 'a> Sync for MappedRwLockIntentGuard<'a, R, T> where
+    R::IntentGuard: Sync
+{
+}
+
+impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> MappedRwLockIntentGuard<'a, R, T> {
+    /// Narrows the guard further.
+    #[inline]
+    pub fn map<U: ?Sized, F>(s: Self, f: F) -> MappedRwLockIntentGuard<'a, R, U>
+    where
+        F: FnOnce(&T) -> &U,
+    {
+        let data = NonNull::from(f(&*s));
+        let (raw, guard) = Self::into_parts(s);
+        MappedRwLockIntentGuard { raw, data, marker: PhantomData, guard: ManuallyDrop::new(guard) }
+    }
+
+    /// Narrows the guard further, or gives it back if `f` returns `None`.
+    #[inline]
+    pub fn try_map<U: ?Sized, F>(s: Self, f: F) -> Result<MappedRwLockIntentGuard<'a, R, U>, Self>
+    where
+        F: FnOnce(&T) -> Option<&U>,
+    {
+        let Some(data) = f(&*s).map(NonNull::from) else {
+            return Err(s);
+        };
+        let (raw, guard) = Self::into_parts(s);
+        Ok(MappedRwLockIntentGuard { raw, data, marker: PhantomData, guard: ManuallyDrop::new(guard) })
+    }
+
+    fn into_parts(s: Self) -> (&'a R, R::IntentGuard) {
+        let mut s = ManuallyDrop::new(s);
+        // SAFETY: `s` is never dropped, so the state is taken exactly once.
+        (s.raw, unsafe { ManuallyDrop::take(&mut s.guard) })
+    }
+}
+
+impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> Deref for MappedRwLockIntentGuard<'a, R, T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: `data` was derived from the locked data while the intent
+        // acquisition, which excludes writers, was (and still is) held.
+        unsafe { self.data.as_ref() }
+    }
+}
+
+impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> Drop for MappedRwLockIntentGuard<'a, R, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the guard owns this intent acquisition and is being dropped.
+        unsafe {
+            let guard = ManuallyDrop::take(&mut self.guard);
+            self.raw.unlock_intent(guard);
+        }
+    }
+}
+
+impl<'a, R: RawIntent + 'a, T: fmt::Debug + ?Sized + 'a> fmt::Debug for MappedRwLockIntentGuard<'a, R, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Downgrading a [`WriteGuard`](crate::WriteGuard) to an intent guard.
+///
+/// (Downgrading to a read guard is lock_api's `WriteGuard::downgrade`.)
+pub trait WriteGuardIntentExt<'a, T: ?Sized> {
+    /// Atomically turns the write lock into an intent lock: no reader or
+    /// writer can enter in between. Waiting intent requests join it unless
+    /// readers are waiting too (then it is the readers' turn next, and the
+    /// downgraded holder finishes the write phase's turn alone).
+    fn downgrade_to_intent(self) -> RwLockIntentGuard<'a, RawPhaseLock, T>;
+}
+
+impl<'a, T: ?Sized + 'a> WriteGuardIntentExt<'a, T> for RwLockWriteGuard<'a, RawPhaseLock, T> {
+    #[inline]
+    fn downgrade_to_intent(self) -> RwLockIntentGuard<'a, RawPhaseLock, T> {
+        let rwlock = RwLockWriteGuard::rwlock(&self);
+        // The write acquisition moves into the intent guard: the old guard
+        // must not release it. Its state is the stateless `GuardSend`.
+        mem::forget(self);
+        // SAFETY: we own the write acquisition just taken out of the guard.
+        let guard = unsafe { rwlock.raw().downgrade_to_intent(GuardSend::new()) };
+        RwLockIntentGuard::new(rwlock, guard)
+    }
+}

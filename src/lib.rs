@@ -1,0 +1,141 @@
+//! A phase-fair lock with **two shared modes that exclude each other**, plus
+//! an exclusive mode.
+//!
+//! ```
+//! use phase_lock::*;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! let table = PhaseLock::new([AtomicU64::new(0), AtomicU64::new(0)]);
+//! table.intent()[0].fetch_add(1, Ordering::Relaxed); // many intent holders, finer locks of their own
+//! let sum: u64 = table.read().iter().map(|e| e.load(Ordering::Relaxed)).sum(); // many readers, a stable view
+//! let mut w = table.write(); // one writer, nobody else
+//! *w = [AtomicU64::new(sum), AtomicU64::new(0)];
+//! let i = w.downgrade_to_intent(); // no reader or writer slips in between
+//! assert_eq!(i[0].load(Ordering::Relaxed), 1);
+//! ```
+//!
+//! # The modes
+//!
+//! | mode     | holders at once | excludes        | meant for |
+//! |----------|-----------------|-----------------|-----------|
+//! | `read`   | many            | intent, write   | readers that need the whole structure stable and take no finer locks |
+//! | `intent` | many            | read, write     | holders that change parts of the structure under finer locks of their own |
+//! | `write`  | one             | everything      | changes to the structure's shape |
+//!
+//! `intent` is Gray's intention-exclusive (IX) mode. The lock is the "special
+//! rwsem which allows either concurrent read access OR concurrent PTL access,
+//! but not both" proposed for splitting the Linux mmap lock: page-table
+//! walkers that take no per-table locks hold it for read, walkers that take
+//! the per-table locks (PTLs) hold it for intent, and changes of the tables'
+//! shape take it for write. The feature `mm` builds that design as a
+//! userspace model of an address space (`phase_lock::mm`).
+//!
+//! # Fairness
+//!
+//! A *phase* is a maximal stretch of time in which the lock is held by one
+//! kind: any number of readers, or any number of intent holders, or one
+//! writer. The lock guarantees:
+//!
+//! 1. **Concurrent entering.** A read or intent request that finds its own
+//!    kind holding the lock and nobody waiting enters at once; it never waits
+//!    for another holder of its own kind.
+//! 2. **No barging.** Once a request of any kind waits, new arrivals queue
+//!    behind it, whatever kind holds the lock.
+//! 3. **Handoff.** When a phase ends, the next phase goes to the waiting kinds
+//!    in the fixed round robin read → intent → write → read …, skipping kinds
+//!    with no waiter; every waiter of a shared kind enters together at the
+//!    start of its phase, and a write phase is one writer.
+//! 4. **Bound.** From the moment a read or intent request waits to the moment
+//!    it enters, at most **two** other phases begin. Writers are FIFO among
+//!    themselves; a writer with `k` writers ahead waits for at most `3k + 2`
+//!    other phases.
+//! 5. **Leaving.** try-locks never wait and never queue. A request that times
+//!    out leaves no trace: it either leaves the queue (clearing its kind's
+//!    waiting flag if it was the last of its kind, and letting in the waiters
+//!    that only queued because of it) or, if the lock was handed to it in the
+//!    meantime, returns the lock.
+//!
+//! A downgrade (write → read, write → intent) changes the kind of the running
+//! phase without beginning a new one. Downgrading to read admits the waiting
+//! readers (it is their turn after a write); downgrading to intent admits the
+//! waiting intent holders only if no reader waits.
+//!
+//! The policy lives in one file (`src/fairness.rs`), which also gives the
+//! argument for why the implementation meets it; `tests/fairness.rs`
+//! checks each rule with a deterministic schedule, and the fairness report
+//! (`cargo run --release --example fairness`) measures the bound from
+//! outside the lock.
+//!
+//! # Costs
+//!
+//! * Uncontended acquire: one load and one compare-and-swap; uncontended
+//!   release: one `fetch_sub`. Both inlined; everything else is `#[cold]`.
+//! * Waiting: a short bounded spin, then a Linux futex private to the
+//!   waiter, so a wake-up reaches exactly the threads being admitted (other
+//!   Unix targets park the thread through `std`).
+//! * Size: 16 bytes ([`RawPhaseLock`] explains why stock 8-byte rwlocks
+//!   cannot give these guarantees). No heap allocation anywhere.
+//!
+//! # Panics and poisoning
+//!
+//! Like every `lock_api` lock, a `PhaseLock` is never poisoned: a panic
+//! inside a critical section drops the guard, which releases the lock, and
+//! other threads go on. Acquiring more than 2^28 − 1 read (or intent) holds at
+//! once panics, before the lock's state is touched.
+//!
+//! # lock_api
+//!
+//! [`PhaseLock<T>`] is `lock_api::RwLock<RawPhaseLock, T>`, so it drops in
+//! wherever a `lock_api::RwLock` is used: shared is read, exclusive is
+//! write, and timeouts, downgrade and fair unlocking come from lock_api's
+//! wrappers. The intent mode is added by the [`RwLockIntentExt`] extension
+//! trait over any raw lock that implements [`RawIntent`].
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod fairness;
+mod guard;
+mod intent;
+mod park;
+mod raw;
+mod state;
+mod sync;
+
+#[cfg(feature = "mm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mm")))]
+pub mod mm;
+
+pub use guard::{MappedRwLockIntentGuard, RwLockIntentExt, RwLockIntentGuard, WriteGuardIntentExt};
+pub use intent::{RawIntent, RawIntentDowngrade, RawIntentTimed};
+pub use raw::RawPhaseLock;
+
+pub use lock_api;
+pub use lock_api::{RawRwLock, RawRwLockDowngrade, RawRwLockFair, RawRwLockTimed};
+
+/// A phase-fair lock with read, intent and write modes, protecting a `T`.
+///
+/// `read`, `write`, their `try_`/timed variants, `get_mut` and `into_inner`
+/// come from [`lock_api::RwLock`]; `intent` and its variants from
+/// [`RwLockIntentExt`].
+pub type PhaseLock<T> = lock_api::RwLock<RawPhaseLock, T>;
+
+/// A read guard of a [`PhaseLock`]; dereferences to `&T`.
+pub type ReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawPhaseLock, T>;
+
+/// An intent guard of a [`PhaseLock`]; dereferences to `&T`.
+pub type IntentGuard<'a, T> = RwLockIntentGuard<'a, RawPhaseLock, T>;
+
+/// The write guard of a [`PhaseLock`]; dereferences to `&mut T`.
+pub type WriteGuard<'a, T> = lock_api::RwLockWriteGuard<'a, RawPhaseLock, T>;
+
+/// A read guard narrowed by `ReadGuard::map`.
+pub type MappedReadGuard<'a, T> = lock_api::MappedRwLockReadGuard<'a, RawPhaseLock, T>;
+
+/// An intent guard narrowed by `IntentGuard::map`.
+pub type MappedIntentGuard<'a, T> = MappedRwLockIntentGuard<'a, RawPhaseLock, T>;
+
+/// A write guard narrowed by `WriteGuard::map`.
+pub type MappedWriteGuard<'a, T> = lock_api::MappedRwLockWriteGuard<'a, RawPhaseLock, T>;

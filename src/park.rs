@@ -1,0 +1,262 @@
+//! Parking a queued waiter until it is admitted, and waking it.
+//!
+//! Each queued waiter owns one [`Parker`] on its own stack. The thread that
+//! admits it calls [`Waker::wake`] exactly once. A parker's word moves
+//! `WAITING → PARKED` (the waiter is about to sleep) and `→ ADMITTED` (the
+//! lock is now the waiter's); `ADMITTED` is final.
+//!
+//! * Linux: the word is a futex (`FUTEX_PRIVATE_FLAG`). A waker issues
+//!   `FUTEX_WAKE` only if the waiter announced that it sleeps, so a waiter
+//!   that is still spinning costs its waker no system call, and each wake
+//!   reaches exactly the one thread being admitted.
+//! * Other targets, and loom: the waiter's `Thread` handle is parked and
+//!   unparked (no allocation: cloning a handle bumps a reference count).
+
+use std::time::Instant;
+
+use crate::sync::{AtomicU32, Ordering};
+#[cfg(any(loom, not(target_os = "linux")))]
+use crate::sync::{Thread, current_thread};
+
+/// The waiter has neither slept nor been admitted.
+const WAITING: u32 = 0;
+/// The waiter sleeps, or is about to; a waker must issue a wake-up.
+const PARKED: u32 = 1;
+/// The waiter owns the lock. Final.
+const ADMITTED: u32 = 2;
+
+/// Bounded busy-waiting with exponential backoff, then yielding.
+///
+/// Used before parking (a handoff often arrives within a few hundred
+/// nanoseconds) and for the queue lock, which is only ever held for a few
+/// list operations.
+pub(crate) struct SpinWait {
+    counter: u32,
+}
+
+impl SpinWait {
+    /// Spins `2^n` hints for the first `SPIN_ROUNDS` rounds.
+    const SPIN_ROUNDS: u32 = 4;
+    /// Then yields the time slice for this many more rounds.
+    const YIELD_ROUNDS: u32 = 4;
+
+    pub(crate) const fn new() -> Self {
+        SpinWait { counter: 0 }
+    }
+
+    /// Waits a little. Returns `false` once the budget is spent.
+    #[inline]
+    pub(crate) fn spin(&mut self) -> bool {
+        if self.counter >= Self::SPIN_ROUNDS + Self::YIELD_ROUNDS {
+            return false;
+        }
+        self.counter += 1;
+        if cfg!(loom) || self.counter > Self::SPIN_ROUNDS {
+            crate::sync::yield_now();
+        } else {
+            for _ in 0..(1u32 << self.counter) {
+                crate::sync::spin_loop();
+            }
+        }
+        true
+    }
+
+    /// Waits a little, yielding once the spin budget is spent. Never gives up.
+    #[inline]
+    pub(crate) fn spin_or_yield(&mut self) {
+        if !self.spin() {
+            crate::sync::yield_now();
+        }
+    }
+}
+
+/// One waiter's wake-up channel. Lives on the waiter's stack.
+pub(crate) struct Parker {
+    word: AtomicU32,
+    #[cfg(any(loom, not(target_os = "linux")))]
+    thread: Thread,
+}
+
+/// What a waker needs to admit one waiter, taken before the waiter is
+/// admitted (after that, the waiter's stack frame may be gone).
+pub(crate) struct Waker {
+    word: *const AtomicU32,
+    #[cfg(any(loom, not(target_os = "linux")))]
+    thread: Thread,
+}
+
+/// Whether a timed wait ended with the waiter admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitResult {
+    /// [`Waker::wake`] was called: the lock is the waiter's.
+    Admitted,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl Parker {
+    /// A parker for the current thread.
+    pub(crate) fn new() -> Self {
+        Parker {
+            word: AtomicU32::new(WAITING),
+            #[cfg(any(loom, not(target_os = "linux")))]
+            thread: current_thread(),
+        }
+    }
+
+    /// Captures what [`Waker::wake`] needs. Call before the waiter can be
+    /// admitted by anybody else (that is, while holding the queue lock).
+    pub(crate) fn waker(&self) -> Waker {
+        Waker {
+            word: &self.word,
+            #[cfg(any(loom, not(target_os = "linux")))]
+            thread: self.thread.clone(),
+        }
+    }
+
+    /// Waits until admitted or until `deadline` (`None`: forever).
+    ///
+    /// Must be called on the thread that created the parker.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> WaitResult {
+        let mut spin = SpinWait::new();
+        loop {
+            // Acquire: pairs with the waker's release swap, so everything the
+            // admitting thread (and every holder before it) wrote is visible.
+            if self.word.load(Ordering::Acquire) == ADMITTED {
+                return WaitResult::Admitted;
+            }
+            if !spin.spin() {
+                break;
+            }
+        }
+        // Announce the sleep. Acquire on failure for the same reason as above.
+        if let Err(ADMITTED) = self.word.compare_exchange(WAITING, PARKED, Ordering::Acquire, Ordering::Acquire) {
+            return WaitResult::Admitted;
+        }
+        loop {
+            if !self.sleep(deadline) {
+                return WaitResult::TimedOut;
+            }
+            if self.word.load(Ordering::Acquire) == ADMITTED {
+                return WaitResult::Admitted;
+            }
+        }
+    }
+
+    /// Sleeps while the word is `PARKED`. Returns `false` if the deadline has
+    /// passed; spurious returns are allowed.
+    #[cfg(all(not(loom), target_os = "linux"))]
+    fn sleep(&self, deadline: Option<Instant>) -> bool {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                None => return false,
+                Some(left) if left.is_zero() => return false,
+                Some(left) => Some(left),
+            },
+        };
+        crate::park::futex::wait(&self.word, PARKED, timeout);
+        true
+    }
+
+    #[cfg(all(not(loom), not(target_os = "linux")))]
+    fn sleep(&self, deadline: Option<Instant>) -> bool {
+        match deadline {
+            None => std::thread::park(),
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                None => return false,
+                Some(left) if left.is_zero() => return false,
+                Some(left) => crate::sync::park_timeout(left),
+            },
+        }
+        true
+    }
+
+    /// loom has no clock: a timed wait gives the admitting thread one chance
+    /// (a yield) and then times out, so the model explores both outcomes of
+    /// the race between a deadline and a handoff.
+    #[cfg(loom)]
+    fn sleep(&self, deadline: Option<Instant>) -> bool {
+        if deadline.is_some() {
+            crate::sync::yield_now();
+            return self.word.load(Ordering::Acquire) == ADMITTED;
+        }
+        crate::sync::park();
+        true
+    }
+}
+
+impl Waker {
+    /// Admits the waiter and wakes it if it sleeps.
+    ///
+    /// # Safety
+    ///
+    /// The parker this waker came from must still be alive, which holds as
+    /// long as nobody else has woken it: its owner cannot return before it
+    /// sees `ADMITTED`, which only this call stores. Call at most once.
+    pub(crate) unsafe fn wake(self) {
+        // SAFETY: the parker is alive until it observes ADMITTED (caller's
+        // contract); after the swap below this function touches only the
+        // word's address, never its memory.
+        let word = unsafe { &*self.word };
+        // Release: the waiter's acquire load of ADMITTED must see the lock
+        // state this handoff established.
+        let prev = word.swap(ADMITTED, Ordering::Release);
+        #[cfg(all(not(loom), target_os = "linux"))]
+        if prev == PARKED {
+            // The address may already be reused by the time the kernel looks
+            // at it; a private FUTEX_WAKE only hashes the address, and every
+            // futex waiter tolerates spurious wake-ups.
+            crate::park::futex::wake_one(self.word);
+        }
+        #[cfg(any(loom, not(target_os = "linux")))]
+        {
+            let _ = prev;
+            self.thread.unpark();
+        }
+    }
+}
+
+#[cfg(all(not(loom), target_os = "linux"))]
+mod futex {
+    //! The two futex operations, through `libc`.
+    use std::time::Duration;
+
+    use crate::sync::AtomicU32;
+
+    /// Sleeps while `*word == expected`, for at most `timeout`.
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        let ts = timeout.map(|d| libc::timespec {
+            // Saturate: a timeout of centuries is "forever" for our purposes.
+            tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        });
+        let ts_ptr = ts.as_ref().map_or(core::ptr::null(), |ts| ts as *const libc::timespec);
+        // SAFETY: `word` is a valid, aligned 32-bit atomic for the duration of
+        // the call; `ts_ptr` is null or points to a live timespec. The result
+        // (woken, EAGAIN, EINTR, ETIMEDOUT) is ignored: the caller rechecks.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                expected,
+                ts_ptr,
+            );
+        }
+    }
+
+    /// Wakes at most one thread sleeping on `word`.
+    pub(super) fn wake_one(word: *const AtomicU32) {
+        // SAFETY: FUTEX_WAKE does not dereference the address for a private
+        // futex; a stale address at worst wakes a waiter that rechecks.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word,
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                1,
+            );
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The lock's state word: its bit layout, its named constants and the pure
+//! functions that read it.
+//!
+//! ```text
+//!  63  62 61  60   59   58   57   56 ............ 29   28 ............ 1   0
+//! +---+-----+----+----+----+----+-------------------+-------------------+---+
+//! | 0 |LAST | QL | WW | IW | RW |   intent holders  |   read holders    | W |
+//! +---+-----+----+----+----+----+-------------------+-------------------+---+
+//!
+//!  W     WRITER          one writer holds the lock
+//!  read holders          number of read (S) holders, READ_ONE per holder
+//!  intent holders        number of intent (IX) holders, INTENT_ONE per holder
+//!  RW IW WW              READ_WAITING / INTENT_WAITING / WRITE_WAITING: the
+//!                        wait queue holds at least one waiter of that kind
+//!  QL    QUEUE_LOCKED    a thread is changing the wait queue (see raw.rs)
+//!  LAST  LAST_MASK       kind of the phase that began most recently
+//!                        (1 read, 2 intent, 3 write); the round robin of
+//!                        fairness.rs starts from it when a phase ends
+//! ```
+//!
+//! At most one of the three holder fields is non-zero at any time: that is the
+//! lock's exclusion invariant. The lock is *free* when all three are zero.
+//! The waiting bits always equal the set of kinds present in the wait queue;
+//! they change only while `QUEUE_LOCKED` is held.
+
+/// The three lock modes, named after their rwlock roles.
+///
+/// Their order is the order of the handoff round robin (see `fairness.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    /// S: many holders, no finer locks, needs the whole structure stable.
+    Read = 1,
+    /// IX: many holders, each locking parts exclusively with finer locks.
+    Intent = 2,
+    /// X: one holder, excludes everything.
+    Write = 3,
+}
+
+/// One writer holds the lock.
+pub(crate) const WRITER: u64 = 1;
+/// Bit position of the read-holder count.
+const READ_SHIFT: u32 = 1;
+/// Bit position of the intent-holder count.
+const INTENT_SHIFT: u32 = 29;
+/// Width of each shared holder count.
+const COUNT_BITS: u32 = 28;
+/// The largest number of holders of one shared kind. One more panics.
+pub(crate) const MAX_SHARED: u64 = (1 << COUNT_BITS) - 1;
+/// One read holder.
+pub(crate) const READ_ONE: u64 = 1 << READ_SHIFT;
+/// One intent holder.
+pub(crate) const INTENT_ONE: u64 = 1 << INTENT_SHIFT;
+/// All read-holder bits.
+pub(crate) const READ_MASK: u64 = MAX_SHARED << READ_SHIFT;
+/// All intent-holder bits.
+pub(crate) const INTENT_MASK: u64 = MAX_SHARED << INTENT_SHIFT;
+/// Every holder bit of every kind.
+pub(crate) const HOLDERS_MASK: u64 = WRITER | READ_MASK | INTENT_MASK;
+/// A read waiter is queued.
+pub(crate) const READ_WAITING: u64 = 1 << 57;
+/// An intent waiter is queued.
+pub(crate) const INTENT_WAITING: u64 = 1 << 58;
+/// A write waiter is queued.
+pub(crate) const WRITE_WAITING: u64 = 1 << 59;
+/// All waiting bits.
+pub(crate) const WAITING_MASK: u64 = READ_WAITING | INTENT_WAITING | WRITE_WAITING;
+/// The wait queue is being changed by one thread.
+pub(crate) const QUEUE_LOCKED: u64 = 1 << 60;
+/// Bit position of the last phase's kind.
+const LAST_SHIFT: u32 = 61;
+/// The last phase's kind (a `Kind` discriminant, or 0 before the first phase).
+pub(crate) const LAST_MASK: u64 = 3 << LAST_SHIFT;
+
+impl Kind {
+    /// The waiting bit of this kind.
+    #[inline]
+    pub(crate) const fn waiting_bit(self) -> u64 {
+        match self {
+            Kind::Read => READ_WAITING,
+            Kind::Intent => INTENT_WAITING,
+            Kind::Write => WRITE_WAITING,
+        }
+    }
+
+    /// What one holder of this kind adds to the state word.
+    #[inline]
+    pub(crate) const fn one(self) -> u64 {
+        match self {
+            Kind::Read => READ_ONE,
+            Kind::Intent => INTENT_ONE,
+            Kind::Write => WRITER,
+        }
+    }
+
+    /// The holder bits of this kind.
+    #[inline]
+    pub(crate) const fn holder_mask(self) -> u64 {
+        match self {
+            Kind::Read => READ_MASK,
+            Kind::Intent => INTENT_MASK,
+            Kind::Write => WRITER,
+        }
+    }
+
+    /// The `LAST` field value recording that a phase of this kind began.
+    #[inline]
+    pub(crate) const fn last_bits(self) -> u64 {
+        (self as u64) << LAST_SHIFT
+    }
+
+    /// The largest number of holders of this kind.
+    #[inline]
+    pub(crate) const fn max_holders(self) -> u64 {
+        match self {
+            Kind::Write => 1,
+            Kind::Read | Kind::Intent => MAX_SHARED,
+        }
+    }
+
+    /// The name used in panic messages and docs.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Kind::Read => "read",
+            Kind::Intent => "intent",
+            Kind::Write => "write",
+        }
+    }
+}
+
+/// Number of holders of `kind` in `s`.
+#[inline]
+pub(crate) const fn holders(s: u64, kind: Kind) -> u64 {
+    match kind {
+        Kind::Read => (s & READ_MASK) >> READ_SHIFT,
+        Kind::Intent => (s & INTENT_MASK) >> INTENT_SHIFT,
+        Kind::Write => s & WRITER,
+    }
+}
+
+/// The kind that holds the lock in `s`, or `None` if it is free.
+#[inline]
+pub(crate) const fn holding_kind(s: u64) -> Option<Kind> {
+    if s & WRITER != 0 {
+        Some(Kind::Write)
+    } else if s & READ_MASK != 0 {
+        Some(Kind::Read)
+    } else if s & INTENT_MASK != 0 {
+        Some(Kind::Intent)
+    } else {
+        None
+    }
+}
+
+/// The kind of the phase that began most recently (`None` before the first).
+#[inline]
+pub(crate) const fn last_kind(s: u64) -> Option<Kind> {
+    match (s & LAST_MASK) >> LAST_SHIFT {
+        1 => Some(Kind::Read),
+        2 => Some(Kind::Intent),
+        3 => Some(Kind::Write),
+        _ => None,
+    }
+}
+
+/// `s` with `n` holders of `kind` added and `LAST` set to `kind` when
+/// `records_phase` is true. The caller has checked the count cannot overflow.
+#[inline]
+pub(crate) const fn with_holders(s: u64, kind: Kind, n: u64, records_phase: bool) -> u64 {
+    let s = s + n * kind.one();
+    if records_phase {
+        (s & !LAST_MASK) | kind.last_bits()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_do_not_overlap() {
+        let fields = [WRITER, READ_MASK, INTENT_MASK, READ_WAITING, INTENT_WAITING, WRITE_WAITING, QUEUE_LOCKED, LAST_MASK];
+        for (i, a) in fields.iter().enumerate() {
+            for b in &fields[i + 1..] {
+                assert_eq!(a & b, 0, "{a:#x} overlaps {b:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn counts_round_trip() {
+        for kind in [Kind::Read, Kind::Intent, Kind::Write] {
+            let s = with_holders(0, kind, kind.max_holders(), true);
+            assert_eq!(holders(s, kind), kind.max_holders());
+            assert_eq!(holding_kind(s), Some(kind));
+            assert_eq!(last_kind(s), Some(kind));
+            assert_eq!(s & !(kind.holder_mask() | LAST_MASK), 0);
+        }
+        assert_eq!(holding_kind(LAST_MASK | WAITING_MASK | QUEUE_LOCKED), None);
+    }
+}

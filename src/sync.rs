@@ -1,0 +1,57 @@
+//! The one place that names `core::sync::atomic`, `std::thread` or `loom`.
+//!
+//! Every atomic, every spin hint and every thread handle used by the lock goes
+//! through this module, so that building with `RUSTFLAGS="--cfg loom"` swaps the
+//! whole crate onto loom's model-checked primitives (the pattern crossbeam and
+//! tokio use). Nothing else in the crate may import atomics directly.
+
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(loom)]
+#[allow(unused_imports)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// Thread handles, used by the portable parker and by the loom parker.
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) use std::thread::{Thread, current as current_thread, park_timeout};
+#[cfg(loom)]
+pub(crate) use loom::thread::{Thread, current as current_thread, park};
+
+/// A hint inside a busy-wait loop.
+///
+/// Under loom a spin must yield, or the model checker would explore an
+/// unbounded number of identical iterations.
+#[inline]
+pub(crate) fn spin_loop() {
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// Gives the rest of this time slice to another runnable thread.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// Builds an atomic in a `const` context.
+///
+/// loom's atomics cannot be built in `const` contexts, so under loom the
+/// `RawRwLock::INIT` constant is unavailable and the lock must be built with
+/// `RawPhaseLock::new()` instead (see `raw.rs`).
+#[cfg(not(loom))]
+pub(crate) const fn const_u64(v: u64) -> AtomicU64 {
+    AtomicU64::new(v)
+}
+
+/// See [`const_u64`].
+#[cfg(not(loom))]
+pub(crate) const fn const_ptr<T>() -> AtomicPtr<T> {
+    AtomicPtr::new(core::ptr::null_mut())
+}
