@@ -69,11 +69,10 @@ pub(crate) const fn may_enter(kind: Kind, s: u64) -> bool {
     if s & WAITING_MASK != 0 {
         return false;
     }
-    match (kind, holding_kind(s)) {
-        (_, None) => true,
-        (Kind::Read, Some(Kind::Read)) | (Kind::Intent, Some(Kind::Intent)) => true,
-        _ => false,
-    }
+    matches!(
+        (kind, holding_kind(s)),
+        (_, None) | (Kind::Read, Some(Kind::Read)) | (Kind::Intent, Some(Kind::Intent))
+    )
 }
 
 /// Rule 3: the kind whose phase begins after a phase of kind `last` ends,

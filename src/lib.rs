@@ -61,7 +61,7 @@
 //! waiting intent holders only if no reader waits.
 //!
 //! The policy lives in one file (`src/fairness.rs`), which also gives the
-//! argument for why the implementation meets it; `tests/fairness.rs`
+//! argument for why the implementation meets it; `src/contract_tests.rs`
 //! checks each rule with a deterministic schedule, and the fairness report
 //! (`cargo run --release --example fairness`) measures the bound from
 //! outside the lock.
@@ -103,6 +103,9 @@ mod park;
 mod raw;
 mod state;
 mod sync;
+
+#[cfg(all(test, not(loom)))]
+mod contract_tests;
 
 #[cfg(feature = "mm")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mm")))]

@@ -118,6 +118,7 @@ impl Parker {
     ///
     /// Must be called on the thread that created the parker.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> WaitResult {
+        // Under loom, spinning only multiplies the interleavings to explore.
         let mut spin = SpinWait::new();
         loop {
             // Acquire: pairs with the waker's release swap, so everything the
@@ -125,7 +126,7 @@ impl Parker {
             if self.word.load(Ordering::Acquire) == ADMITTED {
                 return WaitResult::Admitted;
             }
-            if !spin.spin() {
+            if cfg!(loom) || !spin.spin() {
                 break;
             }
         }
@@ -251,12 +252,7 @@ mod futex {
         // SAFETY: FUTEX_WAKE does not dereference the address for a private
         // futex; a stale address at worst wakes a waiter that rechecks.
         unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word,
-                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                1,
-            );
+            libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
         }
     }
 }

@@ -26,8 +26,7 @@ use lock_api::GuardSend;
 use crate::fairness::{admits_into_running_phase, downgrade_admits, may_enter, next_phase};
 use crate::park::{Parker, SpinWait, WaitResult};
 use crate::state::{
-    HOLDERS_MASK, Kind, LAST_MASK, QUEUE_LOCKED, WAITING_MASK, WRITER, holders, holding_kind, last_kind,
-    with_holders,
+    HOLDERS_MASK, Kind, LAST_MASK, QUEUE_LOCKED, WAITING_MASK, WRITER, holders, holding_kind, last_kind, with_holders,
 };
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed};
@@ -361,12 +360,7 @@ impl RawPhaseLock {
             if s & QUEUE_LOCKED == 0 {
                 // Acquire: see the queue as the previous queue-lock holder
                 // left it.
-                match self.state.compare_exchange_weak(
-                    s,
-                    s | QUEUE_LOCKED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
+                match self.state.compare_exchange_weak(s, s | QUEUE_LOCKED, Ordering::Acquire, Ordering::Relaxed) {
                     Ok(_) => return s | QUEUE_LOCKED,
                     Err(now) => s = now,
                 }
@@ -479,6 +473,28 @@ impl RawPhaseLock {
             }
         }
         out_head
+    }
+
+    /// Test hook: the state word.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn state_word(&self) -> u64 {
+        self.state.load(Ordering::Relaxed)
+    }
+
+    /// Test hook: a lock in a given state.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) const fn with_state(s: u64) -> Self {
+        RawPhaseLock { state: crate::sync::const_u64(s), queue: crate::sync::const_ptr() }
+    }
+
+    /// Test hook: how many waiters of each kind are queued.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn queued(&self, kind: Kind) -> u64 {
+        self.lock_queue();
+        // SAFETY: we hold the queue lock.
+        let n = unsafe { self.census() }.count(kind);
+        self.unlock_queue();
+        n
     }
 
     /// `true` if any waiter is queued (a snapshot).

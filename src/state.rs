@@ -168,11 +168,7 @@ pub(crate) const fn last_kind(s: u64) -> Option<Kind> {
 #[inline]
 pub(crate) const fn with_holders(s: u64, kind: Kind, n: u64, records_phase: bool) -> u64 {
     let s = s + n * kind.one();
-    if records_phase {
-        (s & !LAST_MASK) | kind.last_bits()
-    } else {
-        s
-    }
+    if records_phase { (s & !LAST_MASK) | kind.last_bits() } else { s }
 }
 
 #[cfg(test)]
@@ -181,7 +177,8 @@ mod tests {
 
     #[test]
     fn fields_do_not_overlap() {
-        let fields = [WRITER, READ_MASK, INTENT_MASK, READ_WAITING, INTENT_WAITING, WRITE_WAITING, QUEUE_LOCKED, LAST_MASK];
+        let fields =
+            [WRITER, READ_MASK, INTENT_MASK, READ_WAITING, INTENT_WAITING, WRITE_WAITING, QUEUE_LOCKED, LAST_MASK];
         for (i, a) in fields.iter().enumerate() {
             for b in &fields[i + 1..] {
                 assert_eq!(a & b, 0, "{a:#x} overlaps {b:#x}");

@@ -12,12 +12,12 @@ pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64,
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Thread handles, used by the portable parker and by the loom parker.
+// Thread handles, used by the portable parker and by the loom parker.
+#[cfg(loom)]
+pub(crate) use loom::thread::{Thread, current as current_thread, park};
 #[cfg(not(loom))]
 #[allow(unused_imports)]
 pub(crate) use std::thread::{Thread, current as current_thread, park_timeout};
-#[cfg(loom)]
-pub(crate) use loom::thread::{Thread, current as current_thread, park};
 
 /// A hint inside a busy-wait loop.
 ///
@@ -55,3 +55,11 @@ pub(crate) const fn const_u64(v: u64) -> AtomicU64 {
 pub(crate) const fn const_ptr<T>() -> AtomicPtr<T> {
     AtomicPtr::new(core::ptr::null_mut())
 }
+
+/// Memory fences (used by `mm`'s reclamation handshakes).
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) use core::sync::atomic::fence;
+#[cfg(loom)]
+#[allow(unused_imports)]
+pub(crate) use loom::sync::atomic::fence;

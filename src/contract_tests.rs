@@ -1,0 +1,342 @@
+//! The fairness contract, rule by rule, as deterministic schedules.
+//!
+//! Each test holds the lock on the test thread, starts "actor" threads that
+//! request it in a chosen order, waits (by inspecting the state word and the
+//! queue) until each actor is queued before starting the next, then releases
+//! and checks who entered, in which order and with whom. Nothing depends on
+//! timing except the watchdog, which turns a hang into a failure with a
+//! message.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::state::{Kind, MAX_SHARED, READ_ONE, WAITING_MASK, holders};
+use crate::*;
+
+/// How long any single expected event may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+type Lock = Arc<PhaseLock<()>>;
+type Log = Arc<Mutex<Vec<&'static str>>>;
+
+/// Waits until `cond` holds; a hang fails the test with `what`.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "watchdog: gave up waiting for {what}");
+        thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn raw(lock: &Lock) -> &RawPhaseLock {
+    // SAFETY: used for read-only inspection only.
+    unsafe { lock.raw() }
+}
+
+/// A thread that takes the lock in one kind, logs its entry, and holds the
+/// lock until told to release it.
+struct Actor {
+    name: &'static str,
+    entered: Arc<AtomicBool>,
+    release: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl Actor {
+    /// Starts the actor and waits until it is queued (`queued_before + 1`
+    /// waiters of its kind).
+    fn queue(lock: &Lock, log: &Log, name: &'static str, kind: Kind) -> Actor {
+        let before = raw(lock).queued(kind);
+        let actor = Actor::start(lock, log, name, kind);
+        wait_for(&format!("{name} to queue"), || raw(lock).queued(kind) == before + 1);
+        assert!(!actor.has_entered(), "{name} entered instead of queueing");
+        actor
+    }
+
+    fn start(lock: &Lock, log: &Log, name: &'static str, kind: Kind) -> Actor {
+        let entered = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(AtomicBool::new(false));
+        let (lock, log, e, r) = (lock.clone(), log.clone(), entered.clone(), release.clone());
+        let handle = thread::spawn(move || {
+            let hold = || {
+                log.lock().unwrap().push(name);
+                e.store(true, Ordering::SeqCst);
+                wait_for(&format!("{name} to be released"), || r.load(Ordering::SeqCst));
+            };
+            match kind {
+                Kind::Read => {
+                    let _g = lock.read();
+                    hold();
+                }
+                Kind::Intent => {
+                    let _g = lock.intent();
+                    hold();
+                }
+                Kind::Write => {
+                    let _g = lock.write();
+                    hold();
+                }
+            }
+        });
+        Actor { name, entered, release, handle }
+    }
+
+    fn has_entered(&self) -> bool {
+        self.entered.load(Ordering::SeqCst)
+    }
+
+    fn wait_entered(&self) {
+        wait_for(&format!("{} to enter", self.name), || self.has_entered());
+    }
+
+    fn finish(self) {
+        self.release.store(true, Ordering::SeqCst);
+        self.handle.join().expect("actor panicked");
+    }
+}
+
+fn new_lock() -> (Lock, Log) {
+    (Arc::new(PhaseLock::new(())), Arc::new(Mutex::new(Vec::new())))
+}
+
+fn log_of(log: &Log) -> Vec<&'static str> {
+    log.lock().unwrap().clone()
+}
+
+fn assert_idle(lock: &Lock) {
+    let s = raw(lock).state_word();
+    assert_eq!(s & WAITING_MASK, 0, "a waiting bit outlived its waiters: {s:#x}");
+    assert!(!lock.is_locked(), "lock still held: {s:#x}");
+    for kind in [Kind::Read, Kind::Intent, Kind::Write] {
+        assert_eq!(raw(lock).queued(kind), 0, "{kind:?} waiters left in the queue");
+    }
+}
+
+#[test]
+fn rule1_shared_kinds_enter_while_their_kind_holds() {
+    let (lock, log) = new_lock();
+    let g = lock.read();
+    let r = Actor::start(&lock, &log, "R", Kind::Read);
+    r.wait_entered(); // entered while `g` is still held
+    r.finish();
+    drop(g);
+
+    let g = lock.intent();
+    let i = Actor::start(&lock, &log, "I", Kind::Intent);
+    i.wait_entered();
+    assert!(lock.try_intent().is_some());
+    i.finish();
+    drop(g);
+    assert_idle(&lock);
+}
+
+#[test]
+fn rule2_no_barging_once_another_kind_waits() {
+    let (lock, log) = new_lock();
+    let g = lock.read();
+    let w = Actor::queue(&lock, &log, "W", Kind::Write);
+    assert!(lock.try_read().is_none(), "a reader barged past a waiting writer");
+    let r = Actor::queue(&lock, &log, "R", Kind::Read);
+    drop(g);
+    w.wait_entered();
+    assert!(!r.has_entered());
+    w.finish();
+    r.wait_entered();
+    r.finish();
+    assert_eq!(log_of(&log), ["W", "R"]);
+    assert_idle(&lock);
+}
+
+#[test]
+fn rule3_round_robin_admits_whole_kinds_after_write() {
+    let (lock, log) = new_lock();
+    let g = lock.write();
+    let w2 = Actor::queue(&lock, &log, "W2", Kind::Write);
+    let i1 = Actor::queue(&lock, &log, "I1", Kind::Intent);
+    let r1 = Actor::queue(&lock, &log, "R1", Kind::Read);
+    let i2 = Actor::queue(&lock, &log, "I2", Kind::Intent);
+    let r2 = Actor::queue(&lock, &log, "R2", Kind::Read);
+    drop(g);
+    // After write comes read: both readers, together.
+    r1.wait_entered();
+    r2.wait_entered();
+    assert!(!i1.has_entered() && !i2.has_entered() && !w2.has_entered());
+    r1.finish();
+    assert!(!i1.has_entered(), "intent entered while a reader still held the lock");
+    r2.finish();
+    // Then intent: both, together.
+    i1.wait_entered();
+    i2.wait_entered();
+    assert!(!w2.has_entered());
+    i1.finish();
+    i2.finish();
+    w2.wait_entered();
+    w2.finish();
+    let order = log_of(&log);
+    assert_eq!(order[4], "W2");
+    assert!(order[..2].contains(&"R1") && order[..2].contains(&"R2"), "{order:?}");
+    assert!(order[2..4].contains(&"I1") && order[2..4].contains(&"I2"), "{order:?}");
+    assert_idle(&lock);
+}
+
+#[test]
+fn rule4_worst_case_reader_sees_two_phases() {
+    // A reader that queues during a read phase (because others wait) is the
+    // worst case of the bound: intent and write go first, then read.
+    let (lock, log) = new_lock();
+    let g = lock.read();
+    let w = Actor::queue(&lock, &log, "W", Kind::Write);
+    let i = Actor::queue(&lock, &log, "I", Kind::Intent);
+    let r = Actor::queue(&lock, &log, "R", Kind::Read);
+    drop(g);
+    i.wait_entered();
+    i.finish();
+    w.wait_entered();
+    w.finish();
+    r.wait_entered();
+    r.finish();
+    assert_eq!(log_of(&log), ["I", "W", "R"]);
+    assert_idle(&lock);
+}
+
+#[test]
+fn rule4_writers_are_fifo_one_per_phase() {
+    let (lock, log) = new_lock();
+    let g = lock.intent();
+    let ws: Vec<Actor> = ["W1", "W2", "W3"].into_iter().map(|n| Actor::queue(&lock, &log, n, Kind::Write)).collect();
+    drop(g);
+    for (k, w) in ws.into_iter().enumerate() {
+        w.wait_entered();
+        assert_eq!(log_of(&log).len(), k + 1, "two writers in one phase");
+        w.finish();
+    }
+    assert_eq!(log_of(&log), ["W1", "W2", "W3"]);
+    assert_idle(&lock);
+}
+
+#[test]
+fn rule5_try_locks_never_queue() {
+    let (lock, _log) = new_lock();
+    let g = lock.write();
+    assert!(lock.try_read().is_none());
+    assert!(lock.try_intent().is_none());
+    assert!(lock.try_write().is_none());
+    assert_eq!(raw(&lock).state_word() & WAITING_MASK, 0);
+    drop(g);
+    assert_idle(&lock);
+}
+
+/// A timed request of `timed` kind queues during a read phase, a reader
+/// queues behind it; when the timed request gives up, the reader must join
+/// the running read phase at once (rule 1 holds again), and nothing is left.
+fn timed_out_waiter_leaves_no_trace(timed: Kind) {
+    let (lock, log) = new_lock();
+    let g = lock.read();
+    let l2 = lock.clone();
+    let timed_thread = thread::spawn(move || match timed {
+        Kind::Intent => l2.try_intent_for(Duration::from_millis(300)).is_some(),
+        Kind::Write => l2.try_write_for(Duration::from_millis(300)).is_some(),
+        Kind::Read => unreachable!(),
+    });
+    wait_for("the timed request to queue", || raw(&lock).queued(timed) == 1);
+    let r = Actor::start(&lock, &log, "R", Kind::Read);
+    assert!(!timed_thread.join().unwrap(), "the timed request got a held lock");
+    r.wait_entered(); // while `g` still holds the read phase
+    assert_eq!(holders(raw(&lock).state_word(), Kind::Read), 2);
+    r.finish();
+    drop(g);
+    assert_idle(&lock);
+}
+
+#[test]
+fn rule5_timed_out_intent_leaves_no_trace() {
+    timed_out_waiter_leaves_no_trace(Kind::Intent);
+}
+
+#[test]
+fn rule5_timed_out_writer_leaves_no_trace() {
+    timed_out_waiter_leaves_no_trace(Kind::Write);
+}
+
+#[test]
+fn timed_request_succeeds_when_handed_the_lock() {
+    let (lock, _log) = new_lock();
+    let g = lock.write();
+    let l2 = lock.clone();
+    let t = thread::spawn(move || l2.try_read_for(Duration::from_secs(120)).map(drop).is_some());
+    wait_for("the reader to queue", || raw(&lock).queued(Kind::Read) == 1);
+    drop(g);
+    assert!(t.join().unwrap());
+    assert_idle(&lock);
+}
+
+#[test]
+fn downgrade_to_read_admits_waiting_readers_only() {
+    let (lock, log) = new_lock();
+    let g = lock.write();
+    let i = Actor::queue(&lock, &log, "I", Kind::Intent);
+    let r1 = Actor::queue(&lock, &log, "R1", Kind::Read);
+    let r2 = Actor::queue(&lock, &log, "R2", Kind::Read);
+    let g = WriteGuard::downgrade(g);
+    r1.wait_entered();
+    r2.wait_entered();
+    assert!(!i.has_entered());
+    r1.finish();
+    r2.finish();
+    drop(g);
+    i.wait_entered();
+    i.finish();
+    assert_idle(&lock);
+}
+
+#[test]
+fn downgrade_to_intent_does_not_jump_waiting_readers() {
+    let (lock, log) = new_lock();
+    let g = lock.write();
+    let r = Actor::queue(&lock, &log, "R", Kind::Read);
+    let i = Actor::queue(&lock, &log, "I", Kind::Intent);
+    let g = g.downgrade_to_intent();
+    assert!(lock.is_locked_intent() && !lock.is_locked_exclusive());
+    // It is the readers' turn after the write phase: the waiting intent
+    // request must not join the downgraded holder ahead of them.
+    assert!(!i.has_entered() && !r.has_entered());
+    drop(g);
+    r.wait_entered();
+    assert!(!i.has_entered());
+    r.finish();
+    i.wait_entered();
+    i.finish();
+    assert_eq!(log_of(&log), ["R", "I"]);
+    assert_idle(&lock);
+}
+
+#[test]
+fn downgrade_to_intent_admits_waiting_intents_without_readers() {
+    let (lock, log) = new_lock();
+    let g = lock.write();
+    let w = Actor::queue(&lock, &log, "W", Kind::Write);
+    let i = Actor::queue(&lock, &log, "I", Kind::Intent);
+    let g = g.downgrade_to_intent();
+    i.wait_entered();
+    assert!(!w.has_entered());
+    i.finish();
+    drop(g);
+    w.wait_entered();
+    w.finish();
+    assert_idle(&lock);
+}
+
+#[test]
+fn holder_overflow_panics_and_leaves_the_state_alone() {
+    let full = (MAX_SHARED * READ_ONE) | Kind::Read.last_bits();
+    let raw = RawPhaseLock::with_state(full);
+    let err = catch_unwind(AssertUnwindSafe(|| raw.lock_shared())).map(drop).expect_err("overflow must panic");
+    let msg = err.downcast_ref::<String>().map(String::as_str).unwrap_or("");
+    assert!(msg.contains("too many read holders"), "unclear panic message: {msg:?}");
+    assert_eq!(raw.state_word(), full, "the state word changed");
+    assert!(catch_unwind(AssertUnwindSafe(|| raw.try_lock_shared())).is_err());
+    assert_eq!(raw.state_word(), full);
+}

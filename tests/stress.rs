@@ -1,0 +1,285 @@
+//! Hostile stress: an oversubscribed random mix of every operation, with the
+//! exclusion invariant checked on every entry and nothing allowed to be lost.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
+
+use common::{Rng, watchdog, work};
+use phase_lock::*;
+
+/// Holder counts per kind, kept by the test itself.
+#[derive(Default)]
+struct Holders {
+    read: AtomicI64,
+    intent: AtomicI64,
+    write: AtomicI64,
+}
+
+impl Holders {
+    /// Enters as `mine`, asserting that no other kind is inside and, for
+    /// write, that nobody else is.
+    fn enter(&self, mine: &AtomicI64, what: &str) {
+        let before = mine.fetch_add(1, SeqCst);
+        let (r, i, w) = (self.read.load(SeqCst), self.intent.load(SeqCst), self.write.load(SeqCst));
+        let others = [("read", r), ("intent", i), ("write", w)]
+            .into_iter()
+            .filter(|(name, n)| *n != 0 && !std::ptr::eq(mine, self.counter(name)))
+            .collect::<Vec<_>>();
+        assert!(others.is_empty(), "{what} entered while {others:?} held the lock");
+        if std::ptr::eq(mine, &self.write) {
+            assert_eq!(before, 0, "two writers at once");
+        }
+    }
+
+    fn counter(&self, name: &str) -> &AtomicI64 {
+        match name {
+            "read" => &self.read,
+            "intent" => &self.intent,
+            _ => &self.write,
+        }
+    }
+}
+
+const THREADS: u64 = 16;
+const OPS_PER_THREAD: u64 = 20_000;
+
+#[test]
+fn oversubscribed_random_mix_keeps_exclusion_and_loses_nothing() {
+    watchdog("random mix", 300, || {
+        let lock = Arc::new(PhaseLock::new(0u64));
+        let holders = Arc::new(Holders::default());
+        let writes = Arc::new(AtomicU64::new(0));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (lock, holders, writes) = (lock.clone(), holders.clone(), writes.clone());
+                std::thread::spawn(move || {
+                    let mut rng = Rng::new(t + 1);
+                    for _ in 0..OPS_PER_THREAD {
+                        let hold = rng.below(40) as u32;
+                        let timeout = Duration::from_micros(rng.below(300));
+                        match rng.below(13) {
+                            0 | 1 => {
+                                let g = lock.read();
+                                holders.enter(&holders.read, "read");
+                                std::hint::black_box(*g);
+                                work(hold);
+                                holders.read.fetch_sub(1, SeqCst);
+                            }
+                            2 | 3 => {
+                                let g = lock.intent();
+                                holders.enter(&holders.intent, "intent");
+                                std::hint::black_box(*g);
+                                work(hold);
+                                holders.intent.fetch_sub(1, SeqCst);
+                            }
+                            4 => {
+                                let mut g = lock.write();
+                                holders.enter(&holders.write, "write");
+                                *g += 1;
+                                writes.fetch_add(1, SeqCst);
+                                work(hold);
+                                holders.write.fetch_sub(1, SeqCst);
+                            }
+                            5 => {
+                                if let Some(g) = lock.try_read() {
+                                    holders.enter(&holders.read, "try_read");
+                                    std::hint::black_box(*g);
+                                    holders.read.fetch_sub(1, SeqCst);
+                                }
+                            }
+                            6 => {
+                                if let Some(g) = lock.try_intent() {
+                                    holders.enter(&holders.intent, "try_intent");
+                                    std::hint::black_box(*g);
+                                    holders.intent.fetch_sub(1, SeqCst);
+                                }
+                            }
+                            7 => {
+                                if let Some(mut g) = lock.try_write() {
+                                    holders.enter(&holders.write, "try_write");
+                                    *g += 1;
+                                    writes.fetch_add(1, SeqCst);
+                                    holders.write.fetch_sub(1, SeqCst);
+                                }
+                            }
+                            8 => {
+                                if let Some(g) = lock.try_read_for(timeout) {
+                                    holders.enter(&holders.read, "try_read_for");
+                                    work(hold);
+                                    holders.read.fetch_sub(1, SeqCst);
+                                    drop(g);
+                                }
+                            }
+                            9 => {
+                                if let Some(g) = lock.try_intent_for(timeout) {
+                                    holders.enter(&holders.intent, "try_intent_for");
+                                    work(hold);
+                                    holders.intent.fetch_sub(1, SeqCst);
+                                    drop(g);
+                                }
+                            }
+                            10 => {
+                                if let Some(mut g) = lock.try_write_for(timeout) {
+                                    holders.enter(&holders.write, "try_write_for");
+                                    *g += 1;
+                                    writes.fetch_add(1, SeqCst);
+                                    holders.write.fetch_sub(1, SeqCst);
+                                }
+                            }
+                            11 => {
+                                let mut g = lock.write();
+                                holders.enter(&holders.write, "write before downgrade");
+                                *g += 1;
+                                writes.fetch_add(1, SeqCst);
+                                holders.write.fetch_sub(1, SeqCst);
+                                holders.read.fetch_add(1, SeqCst);
+                                let g = WriteGuard::downgrade(g);
+                                assert_eq!(holders.write.load(SeqCst), 0);
+                                assert_eq!(holders.intent.load(SeqCst), 0);
+                                work(hold);
+                                holders.read.fetch_sub(1, SeqCst);
+                                drop(g);
+                            }
+                            _ => {
+                                let mut g = lock.write();
+                                holders.enter(&holders.write, "write before downgrade_to_intent");
+                                *g += 1;
+                                writes.fetch_add(1, SeqCst);
+                                holders.write.fetch_sub(1, SeqCst);
+                                holders.intent.fetch_add(1, SeqCst);
+                                let g = g.downgrade_to_intent();
+                                assert_eq!(holders.write.load(SeqCst), 0);
+                                assert_eq!(holders.read.load(SeqCst), 0);
+                                work(hold);
+                                holders.intent.fetch_sub(1, SeqCst);
+                                drop(g);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("a worker panicked");
+        }
+        assert!(!lock.is_locked(), "the lock is still held after every thread finished");
+        assert_eq!(*lock.read(), writes.load(SeqCst), "a write was lost");
+        assert!(lock.try_write().is_some(), "a waiting flag outlived its waiters");
+    });
+}
+
+/// Which modes flood the lock, and which one thread must keep getting in.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Read,
+    Intent,
+    Write,
+}
+
+fn acquire_and_hold(lock: &PhaseLock<u64>, mode: Mode, hold: u32) {
+    match mode {
+        Mode::Read => {
+            let g = lock.read();
+            std::hint::black_box(*g);
+            work(hold);
+        }
+        Mode::Intent => {
+            let g = lock.intent();
+            std::hint::black_box(*g);
+            work(hold);
+        }
+        Mode::Write => {
+            let mut g = lock.write();
+            *g += 1;
+            work(hold);
+        }
+    }
+}
+
+/// A continuous flood of `flood` kinds (`per_kind` threads each) plus one
+/// thread of `lone`, which must complete its acquisitions.
+fn lone_thread_gets_in(flood: &[Mode], per_kind: usize, lone: Mode) {
+    let name = format!("{lone:?} among a flood of {flood:?}");
+    let flood = flood.to_vec();
+    watchdog(&name.clone(), 240, move || {
+        let lock = Arc::new(PhaseLock::new(0u64));
+        let stop = Arc::new(AtomicU64::new(0));
+        let started = Arc::new(AtomicU64::new(0));
+        let flooders: Vec<_> = flood
+            .iter()
+            .flat_map(|&m| std::iter::repeat_n(m, per_kind))
+            .map(|m| {
+                let (lock, stop, started) = (lock.clone(), stop.clone(), started.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while stop.load(SeqCst) == 0 {
+                        acquire_and_hold(&lock, m, 200);
+                        if n == 0 {
+                            started.fetch_add(1, SeqCst);
+                        }
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        // The flood is on once every flooder has been in.
+        while started.load(SeqCst) < flooders.len() as u64 {
+            std::thread::yield_now();
+        }
+        for _ in 0..300 {
+            acquire_and_hold(&lock, lone, 50);
+        }
+        stop.store(1, SeqCst);
+        let flooded: Vec<u64> = flooders.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(flooded.iter().all(|&n| n > 0), "{name}: a flooding thread never got in: {flooded:?}");
+    });
+}
+
+#[test]
+fn writer_is_not_starved_by_readers() {
+    lone_thread_gets_in(&[Mode::Read], 6, Mode::Write);
+}
+
+#[test]
+fn intent_is_not_starved_by_readers() {
+    lone_thread_gets_in(&[Mode::Read], 6, Mode::Intent);
+}
+
+#[test]
+fn reader_is_not_starved_by_intents() {
+    lone_thread_gets_in(&[Mode::Intent], 6, Mode::Read);
+}
+
+#[test]
+fn writer_is_not_starved_by_intents() {
+    lone_thread_gets_in(&[Mode::Intent], 6, Mode::Write);
+}
+
+#[test]
+fn reader_is_not_starved_by_writers() {
+    lone_thread_gets_in(&[Mode::Write], 4, Mode::Read);
+}
+
+#[test]
+fn intent_is_not_starved_by_writers() {
+    lone_thread_gets_in(&[Mode::Write], 4, Mode::Intent);
+}
+
+#[test]
+fn writer_is_not_starved_by_readers_and_intents() {
+    lone_thread_gets_in(&[Mode::Read, Mode::Intent], 3, Mode::Write);
+}
+
+#[test]
+fn intent_is_not_starved_by_readers_and_writers() {
+    lone_thread_gets_in(&[Mode::Read, Mode::Write], 3, Mode::Intent);
+}
+
+#[test]
+fn reader_is_not_starved_by_intents_and_writers() {
+    lone_thread_gets_in(&[Mode::Intent, Mode::Write], 3, Mode::Read);
+}
