@@ -69,10 +69,7 @@ pub(crate) const fn may_enter(kind: Kind, s: u64) -> bool {
     if s & WAITING_MASK != 0 {
         return false;
     }
-    matches!(
-        (kind, holding_kind(s)),
-        (_, None) | (Kind::Read, Some(Kind::Read)) | (Kind::Intent, Some(Kind::Intent))
-    )
+    matches!((kind, holding_kind(s)), (_, None) | (Kind::Read, Some(Kind::Read)) | (Kind::Intent, Some(Kind::Intent)))
 }
 
 /// Rule 3: the kind whose phase begins after a phase of kind `last` ends,

@@ -11,11 +11,13 @@
 //!   reaches exactly the one thread being admitted.
 //! * Other targets, and loom: the waiter's `Thread` handle is parked and
 //!   unparked (no allocation: cloning a handle bumps a reference count).
+//!   `RUSTFLAGS="--cfg phase_lock_portable_parker"` selects this path on
+//!   Linux too, so that CI tests it.
 
 use std::time::Instant;
 
 use crate::sync::{AtomicU32, Ordering};
-#[cfg(any(loom, not(target_os = "linux")))]
+#[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
 use crate::sync::{Thread, current_thread};
 
 /// The waiter has neither slept nor been admitted.
@@ -73,7 +75,7 @@ impl SpinWait {
 /// One waiter's wake-up channel. Lives on the waiter's stack.
 pub(crate) struct Parker {
     word: AtomicU32,
-    #[cfg(any(loom, not(target_os = "linux")))]
+    #[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
     thread: Thread,
 }
 
@@ -81,7 +83,7 @@ pub(crate) struct Parker {
 /// admitted (after that, the waiter's stack frame may be gone).
 pub(crate) struct Waker {
     word: *const AtomicU32,
-    #[cfg(any(loom, not(target_os = "linux")))]
+    #[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
     thread: Thread,
 }
 
@@ -99,7 +101,7 @@ impl Parker {
     pub(crate) fn new() -> Self {
         Parker {
             word: AtomicU32::new(WAITING),
-            #[cfg(any(loom, not(target_os = "linux")))]
+            #[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
             thread: current_thread(),
         }
     }
@@ -109,7 +111,7 @@ impl Parker {
     pub(crate) fn waker(&self) -> Waker {
         Waker {
             word: &self.word,
-            #[cfg(any(loom, not(target_os = "linux")))]
+            #[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
             thread: self.thread.clone(),
         }
     }
@@ -146,7 +148,7 @@ impl Parker {
 
     /// Sleeps while the word is `PARKED`. Returns `false` if the deadline has
     /// passed; spurious returns are allowed.
-    #[cfg(all(not(loom), target_os = "linux"))]
+    #[cfg(all(not(loom), target_os = "linux", not(phase_lock_portable_parker)))]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         let timeout = match deadline {
             None => None,
@@ -160,7 +162,7 @@ impl Parker {
         true
     }
 
-    #[cfg(all(not(loom), not(target_os = "linux")))]
+    #[cfg(all(not(loom), any(not(target_os = "linux"), phase_lock_portable_parker)))]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         match deadline {
             None => std::thread::park(),
@@ -203,14 +205,14 @@ impl Waker {
         // Release: the waiter's acquire load of ADMITTED must see the lock
         // state this handoff established.
         let prev = word.swap(ADMITTED, Ordering::Release);
-        #[cfg(all(not(loom), target_os = "linux"))]
+        #[cfg(all(not(loom), target_os = "linux", not(phase_lock_portable_parker)))]
         if prev == PARKED {
             // The address may already be reused by the time the kernel looks
             // at it; a private FUTEX_WAKE only hashes the address, and every
             // futex waiter tolerates spurious wake-ups.
             crate::park::futex::wake_one(self.word);
         }
-        #[cfg(any(loom, not(target_os = "linux")))]
+        #[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
         {
             let _ = prev;
             self.thread.unpark();
@@ -218,7 +220,7 @@ impl Waker {
     }
 }
 
-#[cfg(all(not(loom), target_os = "linux"))]
+#[cfg(all(not(loom), target_os = "linux", not(phase_lock_portable_parker)))]
 mod futex {
     //! The two futex operations, through `libc`.
     use std::time::Duration;
