@@ -340,3 +340,15 @@ fn holder_overflow_panics_and_leaves_the_state_alone() {
     assert!(catch_unwind(AssertUnwindSafe(|| raw.try_lock_shared())).is_err());
     assert_eq!(raw.state_word(), full);
 }
+
+#[test]
+fn expired_timed_request_does_not_queue() {
+    let (lock, _log) = new_lock();
+    let g = lock.read();
+    assert!(lock.try_write_for(Duration::ZERO).is_none());
+    assert!(lock.try_intent_until(Instant::now()).is_none());
+    assert_eq!(raw(&lock).state_word() & WAITING_MASK, 0);
+    assert!(lock.try_read_for(Duration::ZERO).is_some(), "an expired request left a waiting bit");
+    drop(g);
+    assert_idle(&lock);
+}

@@ -183,6 +183,11 @@ impl RawPhaseLock {
     #[cold]
     #[inline(never)]
     fn acquire_slow(&self, kind: Kind, deadline: Option<Instant>) -> bool {
+        // A request whose deadline has passed behaves as a try-lock: it must
+        // not queue, not even briefly (rule 5).
+        if !cfg!(loom) && deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
         let waiter = Waiter {
             kind,
             next: AtomicPtr::new(ptr::null_mut()),
