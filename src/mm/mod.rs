@@ -1,1 +1,176 @@
-//! placeholder
+//! A userspace model of a process address space, for studying how page
+//! tables are locked and freed — and the reference integration of
+//! [`PhaseLock`](crate::PhaseLock): the mmap lock split into a VMA lock and a
+//! page-table lock.
+//!
+//! # The model
+//!
+//! * An [`Mm`] holds VMAs ([`Vma`]: start, end, [`Prot`], anonymous or a
+//!   [`File`] at an offset) and an x86-64-shaped page table: 48-bit virtual
+//!   addresses, 4 KiB pages, four levels of 512-entry tables (PGD → PUD → PMD
+//!   → PTE), entries as atomic 64-bit words (frame number, present, writable,
+//!   accessed, dirty; a PMD entry may be a huge 2 MiB leaf). The encoding is
+//!   in [`pagetable`].
+//! * Frames are numbers from a [`FrameAllocator`], never reused; page-table
+//!   pages are real allocations ([`TABLE_BYTES`] each), counted per level.
+//! * Split page-table locks (PTLs): each PMD and PTE table has its own lock;
+//!   the PGD and PUD levels share one lock per `Mm` (`mm->page_table_lock`).
+//! * A [`File`] has a page cache and an rmap (`i_mmap`): the list of
+//!   (address space, VMA range, offset) that map it. [`File::punch_hole`]
+//!   reaches every address space through it without taking any VMA lock.
+//! * Operations: [`Mm::mmap`], [`Mm::munmap`], [`Mm::fault`],
+//!   [`Mm::madvise_dontneed`], [`File::punch_hole`], [`Mm::mprotect`],
+//!   [`Mm::gup`] (fully locked walk), [`Mm::walk_semilocked`] /
+//!   [`Mm::semi_locked`] (hmm-style walk), [`Mm::collapse`] and
+//!   [`Mm::stats`]. Every one returns [`MmResult`]; bad input (unaligned or
+//!   empty ranges, non-canonical or kernel-half addresses, faults outside any
+//!   VMA, writes to read-only mappings) is an [`MmError`], never a panic.
+//!
+//! ```
+//! use phase_lock::mm::*;
+//!
+//! let frames = FrameAllocator::new();
+//! for strategy in Strategy::ALL {
+//!     let mm = Mm::new(strategy, &frames);
+//!     mm.mmap(0x4000_0000, 4 << 20, Prot::ReadWrite, Backing::Anon).unwrap();
+//!     for page in 0..1024u64 {
+//!         mm.fault(0x4000_0000 + page * PAGE_SIZE, true).unwrap();
+//!     }
+//!     assert_eq!(mm.stats().tables[Level::Pte as usize], 2);
+//!     mm.madvise_dontneed(0x4000_0000, 4 << 20).unwrap();
+//!     let left = mm.stats().tables[Level::Pte as usize];
+//!     assert_eq!(left, if strategy == Strategy::Classic { 2 } else { 0 });
+//!     assert_eq!(mm.fault(0x10, false), Err(MmError::NotMapped { addr: 0x10 }));
+//! }
+//! ```
+//!
+//! # The three strategies
+//!
+//! [`Strategy`] is chosen at construction; the same operations and tests run
+//! on all three.
+//!
+//! | operation              | Classic                  | Refcount                      | Split                                  |
+//! |------------------------|--------------------------|-------------------------------|----------------------------------------|
+//! | fault, GUP             | mmap R + PTLs            | mmap R + ref + PTLs           | VMA R + PT intent + PTLs               |
+//! | DONTNEED               | mmap R + PTLs, no free   | mmap R + ref + PTLs, frees    | VMA R + PT intent + PTLs, frees        |
+//! | punch-hole (rmap)      | i_mmap R + PTLs, no free | i_mmap R + ref + PTLs, frees  | i_mmap R + PT intent + PTLs, frees     |
+//! | semi-locked walk       | mmap R                   | mmap R + ref                  | VMA R + PT read                        |
+//! | mprotect               | mmap W + PTLs            | mmap W + ref + PTLs           | VMA W + PT intent + PTLs               |
+//! | collapse (→ huge leaf) | mmap W + PTLs            | mmap W + PTLs                 | VMA R + PT write + PTLs                |
+//! | mmap                   | mmap W                   | mmap W                        | VMA W                                  |
+//! | munmap (frees tables)  | mmap W + PTLs            | mmap W + PTLs                 | VMA W + PT write + PTLs                |
+//!
+//! ("mmap" is the VMA lock, which under Classic and Refcount is the whole
+//! mmap lock; "PT" is Split's page-table `PhaseLock`; "ref" is a reference on
+//! each PTE table used: an increment and a decrement.)
+//!
+//! # The lock order
+//!
+//! One order for the whole module, checked in debug builds (a per-thread
+//! record of held lock classes; a violation panics naming both locks):
+//!
+//! ```text
+//! VMA lock → i_mmap → page-table lock → upper-level lock → PMD PTL → PTE PTL → page cache
+//! ```
+//!
+//! The rmap's problem in the seed thread is that `i_mmap` comes *after* the
+//! VMA (mmap) lock, so punch-hole, holding `i_mmap`, can never take it. Under
+//! Classic the rmap walker makes do with PTLs, and since Classic frees PTE
+//! tables only under the mmap lock for write, punch-hole cannot free them.
+//! Under Split the page-table lock comes after `i_mmap`, so punch-hole takes
+//! it in intent mode like any fault, and frees tables like DONTNEED does.
+//!
+//! # Freeing page tables safely
+//!
+//! The race people study: an intent-mode walker (a fault) has read a PMD
+//! entry pointing at PTE table T and is about to lock T's PTL, while a
+//! concurrent intent-mode zapper empties T and wants to free it; a third
+//! thread walks semi-locked. The protocol, in six rules:
+//!
+//! * **R1 (upper levels).** PUD and PMD tables are freed only by `munmap`,
+//!   under the VMA lock for write (Split: plus the page-table lock for
+//!   write). Any holder of the VMA lock, or of Split's page-table lock in any
+//!   mode, descends the upper levels without locks; tables are published with
+//!   a Release store and read with Acquire loads.
+//! * **R2 (unlinking).** A PTE table is unlinked only by a thread holding the
+//!   PMD PTL *and* the table's PTL (in lock order), after checking under them
+//!   that the PMD entry still points at it and that it is empty (Refcount:
+//!   and turning its count from 0 to DEAD). The PMD entry is cleared before
+//!   either lock is released. The table is not released: it goes on a
+//!   deferred list.
+//! * **R3 (entering a table).** Split: a walker that read the PMD entry
+//!   without the PMD PTL locks the table's PTL and then *rechecks* the PMD
+//!   entry; if it changed, it unlocks and starts over (the kernel's
+//!   `pte_offset_map_lock`). Refcount: a reference taken with
+//!   increment-unless-DEAD plays the same role.
+//! * **R4 (grace periods).** A deferred table is released only when no
+//!   thread can hold a pointer to it. Split: by a thread holding the
+//!   page-table lock in read or write mode — every thread that could have
+//!   read the pointer held the lock in intent mode, read and write mode
+//!   exclude intent, so all of them have left, and any later walker reads
+//!   the cleared entry. Any semi-locked walk, [`Mm::stats`], `munmap`,
+//!   collapse, and a `try_read` after each DONTNEED or punch-hole therefore
+//!   end a grace period at no cost to the fast path: the phase change of the
+//!   lock *is* the grace period. Classic: under the mmap lock for write.
+//!   Refcount: under the mmap lock for write with no rmap walker inside (R6).
+//! * **R5 (rmap walkers without mm locks).** Under Classic and Refcount,
+//!   punch-hole holds only `i_mmap`. `munmap` removes its range from the rmap
+//!   under `i_mmap` for write — which waits for every walker that found the
+//!   range there — before it frees tables, and it frees only tables that no
+//!   VMA overlaps; collapse frees only tables inside one anonymous VMA. So no
+//!   rmap walker ever reaches a table that the mmap lock for write frees.
+//! * **R6 (Refcount's rmap walkers).** Refcount also unlinks PTE tables under
+//!   `i_mmap` alone (a punch-hole's last put), so an rmap walker announces
+//!   itself in a per-`Mm` counter (increment, SeqCst fence, then read
+//!   entries); the releaser, holding the mmap lock for write, issues a SeqCst
+//!   fence and releases only if the counter is zero. By the fences (Dekker),
+//!   either the releaser sees the walker, or the walker sees the cleared PMD
+//!   entry. This models the RCU read side the 2021 series used.
+//!
+//! **Why the race is safe (Split).** Let fault F and zapper Z both hold
+//! intent, F having read PMD entry `e` → T.
+//!
+//! 1. If Z unlinks T first, it cleared the entry before releasing T's PTL
+//!    (R2). F's lock of T's PTL touches allocated memory: T is deferred, and
+//!    R4 cannot release it while F holds intent. F's acquisition of the PTL
+//!    follows Z's release, so F's recheck sees the cleared entry (R3) and F
+//!    retries, installing a new table: no use after free, and F's PTE lands
+//!    in a linked table.
+//! 2. If F locks T's PTL first, Z blocks on it in `try_unlink`; F installs
+//!    its PTE and unlocks; Z then sees a non-empty table and leaves it. If Z
+//!    had already checked emptiness... it cannot have: the check is made
+//!    under T's PTL, after F's release.
+//! 3. A semi-locked walker W holds the lock for read, so it runs entirely
+//!    before or after every intent holder: no entry and no table changes
+//!    while W holds it, and two reads inside one hold are identical (the
+//!    stress test checks this). W's own entry into read mode is what lets T
+//!    be released.
+//!
+//! Memory orderings are justified where they are chosen. The protocol is
+//! model-checked by `loom-tests/tests/mm_free.rs` (a fault racing a
+//! DONTNEED that frees the table, with a walker racing both, on every
+//! strategy) and exercised by `tests/mm_stress.rs`, which in the
+//! `mm-quarantine` build poisons released tables and keeps them forever, so
+//! that any access through a stale pointer panics.
+//!
+//! # The PTL
+//!
+//! Each PTL is a [`RawPhaseLock`](crate::RawPhaseLock) used in write mode:
+//! see [`pagetable`] for why.
+
+mod error;
+mod file;
+mod frames;
+mod lockorder;
+pub mod pagetable;
+mod space;
+mod strategy;
+mod vma;
+
+pub use error::{MmError, MmResult};
+pub use file::File;
+pub use frames::FrameAllocator;
+pub use pagetable::{Level, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TABLE_BYTES, USER_END};
+pub use space::{Mapping, Mm, MmStats, SemiLocked};
+pub use strategy::Strategy;
+pub use vma::{Backing, Prot, Vma};

@@ -1,0 +1,85 @@
+//! The error type of every `mm` operation.
+
+use core::fmt;
+
+/// Why an `mm` operation refused its input. Operations never panic on bad
+/// input; they return one of these and change nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MmError {
+    /// A range of length zero.
+    ZeroLength,
+    /// An address or length that is not a multiple of the required size
+    /// (4 KiB for ranges, 2 MiB for a collapse).
+    Unaligned {
+        /// The offending address or length.
+        addr: u64,
+    },
+    /// An address whose bits 47..63 are not all equal (not canonical on a
+    /// 48-bit x86-64 machine).
+    NonCanonical {
+        /// The offending address.
+        addr: u64,
+    },
+    /// A canonical address outside the user half `[0, 2^47)`, or a range
+    /// that runs past its end.
+    OutOfRange {
+        /// The offending address.
+        addr: u64,
+    },
+    /// `mmap` over a range that already holds a mapping.
+    Overlap {
+        /// The first address of the existing mapping.
+        addr: u64,
+    },
+    /// An address that no VMA covers.
+    NotMapped {
+        /// The offending address.
+        addr: u64,
+    },
+    /// A write to (or a writable GUP of) a read-only mapping.
+    ReadOnly {
+        /// The offending address.
+        addr: u64,
+    },
+    /// A collapse of a file-backed range (only anonymous memory collapses).
+    NotAnonymous {
+        /// The offending address.
+        addr: u64,
+    },
+    /// A collapse of a range whose PTE table is missing or not full, or
+    /// whose 2 MiB span is not covered by a single VMA.
+    NotPopulated {
+        /// The start of the 2 MiB span.
+        addr: u64,
+    },
+    /// A collapse that found the table in use and gave up (Refcount only).
+    Busy {
+        /// The start of the 2 MiB span.
+        addr: u64,
+    },
+}
+
+impl fmt::Display for MmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            MmError::ZeroLength => write!(f, "zero-length range"),
+            MmError::Unaligned { addr } => write!(f, "{addr:#x} is not aligned"),
+            MmError::NonCanonical { addr } => write!(f, "{addr:#x} is not a canonical 48-bit address"),
+            MmError::OutOfRange { addr } => write!(f, "{addr:#x} is outside the user address space"),
+            MmError::Overlap { addr } => write!(f, "the range overlaps the mapping at {addr:#x}"),
+            MmError::NotMapped { addr } => write!(f, "no mapping covers {addr:#x}"),
+            MmError::ReadOnly { addr } => write!(f, "the mapping at {addr:#x} is read-only"),
+            MmError::NotAnonymous { addr } => write!(f, "the mapping at {addr:#x} is file-backed"),
+            MmError::NotPopulated { addr } => {
+                write!(f, "the 2 MiB span at {addr:#x} is not one fully populated PTE table of one VMA")
+            }
+            MmError::Busy { addr } => write!(f, "the PTE table at {addr:#x} is in use"),
+        }
+    }
+}
+
+impl std::error::Error for MmError {}
+
+/// The result type of `mm` operations.
+pub type MmResult<T> = Result<T, MmError>;

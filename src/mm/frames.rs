@@ -1,0 +1,124 @@
+//! The simulated frame allocator.
+//!
+//! Frames are numbers, not memory. 4 KiB frames come from `[1, 2^38)`, handed
+//! to threads in batches so that a fault storm does not bounce one counter
+//! between CPUs (the kernel's per-CPU page lists play that role); 2 MiB
+//! frames (512 aligned frame numbers) come from `[2^38, 2^40)`. Frame numbers
+//! are never reused, so a frame mapped twice is a bug that shows.
+//! Allocation and free counts are striped per thread and summed on demand.
+
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// The first 2 MiB frame number.
+const HUGE_BASE: u64 = 1 << 38;
+/// 4 KiB frames handed to a thread at once.
+#[cfg(not(loom))]
+const BATCH: u64 = 64;
+/// Number of counter stripes.
+const STRIPES: usize = 8;
+
+/// Hands out simulated frame numbers and counts them.
+///
+/// Shared (through an `Arc`) by every [`Mm`](super::Mm) and
+/// [`File`](super::File) of one simulated machine.
+pub struct FrameAllocator {
+    #[cfg(not(loom))]
+    id: u64,
+    next: AtomicU64,
+    next_huge: AtomicU64,
+    allocated: [CachePadded<AtomicU64>; STRIPES],
+    freed: [CachePadded<AtomicU64>; STRIPES],
+}
+
+#[cfg(not(loom))]
+static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
+
+#[cfg(not(loom))]
+thread_local! {
+    /// This thread's batch: (allocator id, next frame, end of batch).
+    static BATCH_CACHE: core::cell::Cell<(u64, u64, u64)> = const { core::cell::Cell::new((0, 0, 0)) };
+    /// This thread's counter stripe.
+    static STRIPE: usize = {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        // Relaxed: only spreads threads over stripes.
+        (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % STRIPES
+    };
+}
+
+fn stripe() -> usize {
+    #[cfg(not(loom))]
+    return STRIPE.with(|s| *s);
+    #[cfg(loom)]
+    0
+}
+
+impl FrameAllocator {
+    /// A new allocator with no frame handed out.
+    pub fn new() -> Arc<FrameAllocator> {
+        Arc::new(FrameAllocator {
+            // Relaxed: a unique id, no data published with it.
+            #[cfg(not(loom))]
+            id: NEXT_ALLOCATOR_ID.fetch_add(1, Ordering::Relaxed),
+            next: AtomicU64::new(1),
+            next_huge: AtomicU64::new(HUGE_BASE),
+            allocated: core::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
+            freed: core::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
+        })
+    }
+
+    /// One 4 KiB frame.
+    pub(crate) fn alloc(&self) -> u64 {
+        // Relaxed everywhere below: frame numbers carry no data, and the
+        // counters are statistics read at quiescent points (after joins).
+        #[cfg(not(loom))]
+        let pfn = BATCH_CACHE.with(|c| {
+            let (id, next, end) = c.get();
+            if id == self.id && next < end {
+                c.set((id, next + 1, end));
+                return next;
+            }
+            let start = self.next.fetch_add(BATCH, Ordering::Relaxed);
+            c.set((self.id, start + 1, start + BATCH));
+            start
+        });
+        #[cfg(loom)]
+        let pfn = self.next.fetch_add(1, Ordering::Relaxed);
+        self.allocated[stripe()].fetch_add(1, Ordering::Relaxed);
+        pfn
+    }
+
+    /// One 2 MiB frame: the first of 512 consecutive, 512-aligned frame
+    /// numbers.
+    pub(crate) fn alloc_huge(&self) -> u64 {
+        let pfn = self.next_huge.fetch_add(512, Ordering::Relaxed);
+        self.allocated[stripe()].fetch_add(512, Ordering::Relaxed);
+        pfn
+    }
+
+    /// Returns `n` frames.
+    pub(crate) fn free(&self, n: u64) {
+        self.freed[stripe()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// 4 KiB frames handed out and not returned (a 2 MiB frame counts 512).
+    /// Exact only when no operation runs.
+    pub fn in_use(&self) -> u64 {
+        let sum = |s: &[CachePadded<AtomicU64>; STRIPES]| s.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
+        sum(&self.allocated).wrapping_sub(sum(&self.freed))
+    }
+
+    /// Whether `pfn` lies in the 2 MiB-frame region.
+    pub fn is_huge_frame(pfn: u64) -> bool {
+        pfn >= HUGE_BASE
+    }
+}
+
+impl core::fmt::Debug for FrameAllocator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameAllocator").field("in_use", &self.in_use()).finish()
+    }
+}

@@ -1,0 +1,317 @@
+//! The x86-64-shaped page table: geometry, entry encoding, table pages and
+//! their split locks (PTLs).
+//!
+//! Four levels of 512-entry tables (PGD → PUD → PMD → PTE), 4 KiB pages,
+//! 48-bit virtual addresses. Every entry is an atomic 64-bit word:
+//!
+//! | bits   | leaf entry (PTE, or huge PMD)       | non-leaf entry            |
+//! |--------|-------------------------------------|---------------------------|
+//! | 0      | [`PRESENT`]                         | [`PRESENT`]               |
+//! | 1      | [`WRITABLE`]                        | 0                         |
+//! | 5      | [`ACCESSED`]                        | 0                         |
+//! | 6      | [`DIRTY`]                           | 0                         |
+//! | 7      | [`HUGE`] (PMD leaves only)          | 0                         |
+//! | 9      | [`FILE`] (software: page-cache page)| 0                         |
+//! | 10     | 0                                   | [`TABLE`] (software)      |
+//! | 12..57 | frame number                        | child table address / 64  |
+//!
+//! Zero is "none". A table page is a real allocation: the 4 KiB of entries
+//! plus, beside them, the descriptor fields the kernel keeps in
+//! `struct ptdesc` (the PTL, the Refcount strategy's count, the number of
+//! non-none entries).
+//!
+//! # The PTL
+//!
+//! Each PMD and PTE table's split lock is a [`RawPhaseLock`] used in write
+//! mode only: 16 bytes, an uncontended lock is one compare-and-swap and an
+//! unlock one `fetch_sub` (the same as a spin lock), a contended one spins
+//! briefly and then parks on a futex. The stress test runs 16 threads on 2
+//! cores, where a pure spin lock would burn whole time slices waiting for a
+//! preempted holder; and under loom the lock is model-checked with the rest.
+
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use lock_api::{GuardSend, RawRwLock};
+
+use super::lockorder::{Class, Held};
+use crate::RawPhaseLock;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Bytes per page.
+pub const PAGE_SIZE: u64 = 4096;
+/// Entries per table.
+pub const ENTRIES: usize = 512;
+/// Bytes mapped by one PMD entry (one PTE table, or one huge leaf): 2 MiB.
+pub const PMD_SIZE: u64 = 1 << 21;
+/// Bytes mapped by one PUD entry (one PMD table): 1 GiB.
+pub const PUD_SIZE: u64 = 1 << 30;
+/// Bytes mapped by one PGD entry (one PUD table): 512 GiB.
+pub const PGD_SIZE: u64 = 1 << 39;
+/// The end of the user half of the 48-bit address space.
+pub const USER_END: u64 = 1 << 47;
+
+/// Entry bit: the entry maps something.
+pub const PRESENT: u64 = 1 << 0;
+/// Entry bit: writes are allowed.
+pub const WRITABLE: u64 = 1 << 1;
+/// Entry bit: accessed since mapped.
+pub const ACCESSED: u64 = 1 << 5;
+/// Entry bit: written since mapped.
+pub const DIRTY: u64 = 1 << 6;
+/// Entry bit: a PMD entry that maps a 2 MiB frame itself.
+pub const HUGE: u64 = 1 << 7;
+/// Entry bit (software): the frame belongs to a file's page cache.
+pub const FILE: u64 = 1 << 9;
+/// Entry bit (software): a non-leaf entry pointing at a table.
+pub const TABLE: u64 = 1 << 10;
+const ADDR_SHIFT: u32 = 12;
+const ADDR_MASK: u64 = ((1 << 57) - 1) & !((1 << ADDR_SHIFT) - 1);
+
+/// The level of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// A page-table page of PTEs (each maps 4 KiB).
+    Pte = 0,
+    /// A PMD table (each entry maps 2 MiB).
+    Pmd = 1,
+    /// A PUD table (each entry maps 1 GiB).
+    Pud = 2,
+    /// The PGD, the root (each entry maps 512 GiB).
+    Pgd = 3,
+}
+
+/// The index of `addr` in a table of `level`.
+#[inline]
+pub fn index(addr: u64, level: Level) -> usize {
+    ((addr >> (12 + 9 * level as u32)) & (ENTRIES as u64 - 1)) as usize
+}
+
+/// The frame number of a leaf entry.
+#[inline]
+pub fn pfn(entry: u64) -> u64 {
+    (entry & ADDR_MASK) >> ADDR_SHIFT
+}
+
+/// A leaf entry for `pfn` with `flags`.
+#[inline]
+pub fn leaf(pfn: u64, flags: u64) -> u64 {
+    (pfn << ADDR_SHIFT) | flags | PRESENT
+}
+
+/// A value no live entry can hold (in quarantine builds freed tables are
+/// filled with it): present, both leaf and table, huge, and a frame number of
+/// all ones.
+pub(crate) const POISON_ENTRY: u64 = u64::MAX;
+
+/// A table page with its descriptor.
+#[repr(C, align(64))]
+pub(crate) struct Table {
+    /// The 512 entries.
+    pub(crate) entries: [AtomicU64; ENTRIES],
+    /// The split lock (PMD and PTE tables; upper levels use the Mm's lock).
+    pub(crate) ptl: RawPhaseLock,
+    /// Refcount strategy: users of this PTE table, or [`DEAD`] once it is
+    /// unlinked.
+    pub(crate) refs: AtomicU64,
+    /// Non-none entries. Changed only under the lock that covers the
+    /// entries (the PTL, or the upper lock for PGD/PUD).
+    pub(crate) present: AtomicU32,
+    /// `ALIVE` until released; `POISONED` in quarantine.
+    magic: AtomicU64,
+}
+
+/// The `refs` value of an unlinked PTE table: no new reference may be taken.
+pub(crate) const DEAD: u64 = 1 << 63;
+const ALIVE: u64 = 0x7ab1_e0a1_17e0_0001;
+#[cfg(feature = "mm-quarantine")]
+const POISONED: u64 = 0xdead_7ab1_e000_dead;
+
+/// Bytes one table page occupies (entries and descriptor).
+pub const TABLE_BYTES: u64 = core::mem::size_of::<Table>() as u64;
+
+/// A pointer to a table that may cross threads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct TablePtr(pub(crate) NonNull<Table>);
+
+// SAFETY: a table is shared memory whose fields are atomics or a lock; which
+// thread may dereference the pointer is governed by the reclamation protocol
+// (mm/mod.rs), not by the thread that holds the pointer value.
+unsafe impl Send for TablePtr {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for TablePtr {}
+
+impl TablePtr {
+    /// Allocates an empty, unlinked, unlocked table.
+    pub(crate) fn alloc() -> TablePtr {
+        #[cfg(not(loom))]
+        {
+            let mut b: Box<MaybeUninit<Table>> = Box::new_zeroed();
+            let p = b.as_mut_ptr();
+            // SAFETY: `p` points to a zeroed allocation of a `Table`. All-zero
+            // bytes are valid for the atomics (`AtomicU64`/`AtomicU32` have
+            // the in-memory representation of `u64`/`u32`); the lock is not
+            // assumed zero-valid and is written explicitly, as is the magic.
+            unsafe {
+                core::ptr::addr_of_mut!((*p).ptl).write(RawPhaseLock::new());
+                core::ptr::addr_of_mut!((*p).magic).write(AtomicU64::new(ALIVE));
+            }
+            // SAFETY: every field is now initialized.
+            let b = unsafe { b.assume_init() };
+            TablePtr(NonNull::from(Box::leak(b)))
+        }
+        #[cfg(loom)]
+        {
+            let _ = MaybeUninit::<u8>::uninit;
+            let b = Box::new(Table {
+                entries: core::array::from_fn(|_| AtomicU64::new(0)),
+                ptl: RawPhaseLock::new(),
+                refs: AtomicU64::new(0),
+                present: AtomicU32::new(0),
+                magic: AtomicU64::new(ALIVE),
+            });
+            TablePtr(NonNull::from(Box::leak(b)))
+        }
+    }
+
+    /// Decodes a non-leaf entry.
+    #[inline]
+    pub(crate) fn from_entry(entry: u64) -> TablePtr {
+        debug_assert!(entry & TABLE != 0 && entry & PRESENT != 0, "not a table entry: {entry:#x}");
+        check_entry(entry);
+        let addr = ((entry & ADDR_MASK) >> ADDR_SHIFT) << 6;
+        // SAFETY: table entries are only ever built by `entry()` from a
+        // non-null table address.
+        TablePtr(unsafe { NonNull::new_unchecked(addr as *mut Table) })
+    }
+
+    /// The non-leaf entry that points at this table.
+    #[inline]
+    pub(crate) fn entry(self) -> u64 {
+        let addr = self.0.as_ptr() as u64;
+        debug_assert!(addr & 63 == 0 && addr < 1 << 51);
+        ((addr >> 6) << ADDR_SHIFT) | TABLE | PRESENT
+    }
+
+    /// The table.
+    ///
+    /// # Safety
+    ///
+    /// The table has not been released, and will not be while the returned
+    /// reference lives: the caller holds whatever the reclamation protocol
+    /// requires for the strategy (see the module docs of `mm`).
+    #[inline]
+    pub(crate) unsafe fn get<'a>(self) -> &'a Table {
+        // SAFETY: the caller's contract.
+        let t = unsafe { &*self.0.as_ptr() };
+        t.check_alive();
+        t
+    }
+
+    /// Releases the table's memory (or, in quarantine builds, poisons it and
+    /// keeps it forever).
+    ///
+    /// # Safety
+    ///
+    /// The table is unreachable: no entry points at it, and no thread can
+    /// still hold a pointer to it obtained from one (the protocol's grace
+    /// period has passed), or it was never published.
+    pub(crate) unsafe fn release(self) {
+        #[cfg(feature = "mm-quarantine")]
+        {
+            // SAFETY: the table is still allocated (the caller's contract),
+            // and never will be deallocated in this mode.
+            let t = unsafe { &*self.0.as_ptr() };
+            for e in &t.entries {
+                // Relaxed: poison is detected by value, not by ordering; any
+                // later access through a stale pointer is itself a bug.
+                e.store(POISON_ENTRY, Ordering::Relaxed);
+            }
+            t.refs.store(DEAD | POISONED, Ordering::Relaxed);
+            t.present.store(u32::MAX, Ordering::Relaxed);
+            t.magic.store(POISONED, Ordering::Relaxed);
+            QUARANTINE.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+        }
+        #[cfg(not(feature = "mm-quarantine"))]
+        // SAFETY: allocated by `alloc` through a `Box`, released once
+        // (caller's contract).
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+#[cfg(feature = "mm-quarantine")]
+static QUARANTINE: std::sync::Mutex<Vec<TablePtr>> = std::sync::Mutex::new(Vec::new());
+
+/// Tables held in quarantine (released but poisoned and never reused).
+pub fn quarantined_tables() -> usize {
+    #[cfg(feature = "mm-quarantine")]
+    return QUARANTINE.lock().unwrap_or_else(|e| e.into_inner()).len();
+    #[cfg(not(feature = "mm-quarantine"))]
+    0
+}
+
+/// Panics if `entry` is the poison pattern (quarantine builds only).
+#[inline]
+pub(crate) fn check_entry(entry: u64) {
+    if cfg!(feature = "mm-quarantine") && entry == POISON_ENTRY {
+        stale_access("read a poisoned entry");
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn stale_access(what: &str) -> ! {
+    panic!("mm-quarantine: {what}: a page table was used after it was released (stale pointer)");
+}
+
+impl Table {
+    /// Panics if this table was released (quarantine builds only).
+    #[inline]
+    pub(crate) fn check_alive(&self) {
+        // Relaxed: detection by value.
+        if cfg!(feature = "mm-quarantine") && self.magic.load(Ordering::Relaxed) != ALIVE {
+            stale_access("touched a released table");
+        }
+    }
+
+    /// Loads entry `i`, checking for poison.
+    #[inline]
+    pub(crate) fn load(&self, i: usize, order: Ordering) -> u64 {
+        let e = self.entries[i].load(order);
+        check_entry(e);
+        e
+    }
+
+    /// Takes this table's PTL, recording `class` in the lock order.
+    #[inline]
+    pub(crate) fn lock(&self, class: Class) -> PtlGuard<'_> {
+        let held = Held::take(class);
+        self.ptl.lock_exclusive();
+        self.check_alive();
+        PtlGuard { lock: &self.ptl, _held: held }
+    }
+}
+
+/// A held PTL (or the Mm's upper-level lock).
+#[must_use]
+pub(crate) struct PtlGuard<'a> {
+    lock: &'a RawPhaseLock,
+    _held: Held,
+}
+
+impl<'a> PtlGuard<'a> {
+    /// Takes `lock` in write mode as a lock of `class`.
+    pub(crate) fn new(lock: &'a RawPhaseLock, class: Class) -> Self {
+        let held = Held::take(class);
+        lock.lock_exclusive();
+        PtlGuard { lock, _held: held }
+    }
+}
+
+impl Drop for PtlGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this guard holds the lock in write mode.
+        unsafe { self.lock.unlock_exclusive(GuardSend::new()) };
+    }
+}

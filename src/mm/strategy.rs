@@ -1,0 +1,52 @@
+//! The three locking designs.
+
+/// How an [`Mm`](super::Mm) locks its VMAs and page tables. Chosen at
+/// construction; every operation runs unchanged on all three.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Today's kernel before the split: one mmap rwlock covers VMAs and page
+    /// tables. Faults, zaps, GUP walks and `mprotect`'s entry updates take it
+    /// for read plus PTLs (`mprotect`, `mmap`, `munmap` and collapse for
+    /// write); semi-locked walks take it for read and no PTLs; rmap
+    /// punch-holes take PTLs only. Empty PTE tables are freed only under the
+    /// write lock (`munmap`), so DONTNEED and punch-hole leave them
+    /// allocated.
+    Classic,
+    /// Qi Zheng's 2021 series: Classic's locks plus a reference count per
+    /// PTE table, taken and dropped by every user of the table (two atomics
+    /// on every PTE map). The last reference to an empty table unlinks it;
+    /// DONTNEED and punch-hole therefore free tables.
+    Refcount,
+    /// The seed thread's proposal: a VMA rwlock plus a page-table
+    /// [`PhaseLock`](crate::PhaseLock). Faults, zaps, GUP walks and rmap
+    /// punch-holes take the page-table lock in intent mode plus PTLs;
+    /// semi-locked walks take it in read mode and no PTLs, so nothing changes
+    /// or frees a table under them; collapse (non-leaf → leaf) and `munmap`
+    /// take it for write. DONTNEED and punch-hole free empty PTE tables.
+    Split,
+}
+
+impl Strategy {
+    /// All three, in the order the tables print them.
+    pub const ALL: [Strategy; 3] = [Strategy::Classic, Strategy::Refcount, Strategy::Split];
+
+    /// A short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Classic => "classic",
+            Strategy::Refcount => "refcount",
+            Strategy::Split => "split",
+        }
+    }
+
+    /// Whether DONTNEED and punch-hole free empty PTE tables.
+    pub fn frees_on_zap(self) -> bool {
+        self != Strategy::Classic
+    }
+}
+
+impl core::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
