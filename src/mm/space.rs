@@ -244,6 +244,7 @@ impl Mm {
             Backing::Anon => None,
         };
         vmas.insert(Vma { start: addr, end, prot, backing });
+        vmas.merge_around(addr, end);
         if let Some(f) = file {
             m.sync_rmap(&vmas, &f);
         }
@@ -354,6 +355,7 @@ impl Mm {
                 files.push(f.clone());
             }
         }
+        vmas.merge_around(addr, end);
         for f in &files {
             m.sync_rmap(&vmas, f);
         }

@@ -142,6 +142,35 @@ impl VmaTree {
         self.map.range_mut(start..end).map(|(_, v)| v)
     }
 
+    /// Merges VMAs touching `[start, end]` with their neighbours where
+    /// permissions and backing continue (anonymous with anonymous; the same
+    /// file at the following offset), as the kernel's `vma_merge` does.
+    pub(crate) fn merge_around(&mut self, start: u64, end: u64) {
+        let lo = self.map.range(..start).next_back().map_or(start, |(&k, _)| k);
+        let keys: Vec<u64> = self.map.range(lo..=end).map(|(&k, _)| k).collect();
+        let mut cur: Option<u64> = None;
+        for k in keys {
+            if let Some(c) = cur {
+                let (a, b) = (&self.map[&c], &self.map[&k]);
+                let joins = a.end == b.start
+                    && a.prot == b.prot
+                    && match (&a.backing, &b.backing) {
+                        (Backing::Anon, Backing::Anon) => true,
+                        (Backing::File { file: f, pgoff: p }, Backing::File { file: g, pgoff: q }) => {
+                            Arc::ptr_eq(f, g) && p + (a.end - a.start) / super::PAGE_SIZE == *q
+                        }
+                        _ => false,
+                    };
+                if joins {
+                    let b = self.map.remove(&k).expect("listed");
+                    self.map.get_mut(&c).expect("listed").end = b.end;
+                    continue;
+                }
+            }
+            cur = Some(k);
+        }
+    }
+
     /// Every VMA, in address order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Vma> {
         self.map.values()
