@@ -117,7 +117,8 @@ pub(crate) struct Table {
     /// Non-none entries. Changed only under the lock that covers the
     /// entries (the PTL, or the upper lock for PGD/PUD).
     pub(crate) present: AtomicU32,
-    /// `ALIVE` until released; `POISONED` in quarantine.
+    /// `ALIVE` while linked; in quarantine builds `UNLINKED` once unlinked
+    /// (deferred) and `POISONED` once released.
     magic: AtomicU64,
 }
 
@@ -126,6 +127,8 @@ pub(crate) const DEAD: u64 = 1 << 63;
 const ALIVE: u64 = 0x7ab1_e0a1_17e0_0001;
 #[cfg(feature = "mm-quarantine")]
 const POISONED: u64 = 0xdead_7ab1_e000_dead;
+#[cfg(feature = "mm-quarantine")]
+const UNLINKED: u64 = 0x7ab1_e0a1_17e0_0002;
 
 /// Bytes one table page occupies (entries and descriptor).
 pub const TABLE_BYTES: u64 = core::mem::size_of::<Table>() as u64;
@@ -258,20 +261,62 @@ pub(crate) fn check_entry(entry: u64) {
     }
 }
 
+/// Quarantine builds (outside loom): now and then gives up the CPU at a
+/// point where the protocol has a window (between reading a PMD entry and
+/// locking the table), so that the stress test hits the races it exists for.
+#[inline]
+pub(crate) fn perturb() {
+    #[cfg(all(feature = "mm-quarantine", not(loom)))]
+    {
+        use core::cell::Cell;
+        thread_local!(static N: Cell<u32> = const { Cell::new(0) });
+        if N.with(|n| {
+            n.set(n.get().wrapping_add(1));
+            n.get() % 4 == 0
+        }) {
+            std::thread::yield_now();
+        }
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn stale_access(what: &str) -> ! {
-    panic!("mm-quarantine: {what}: a page table was used after it was released (stale pointer)");
+    panic!("mm-quarantine: {what} through a stale page-table pointer: the freeing protocol was broken");
 }
 
 impl Table {
     /// Panics if this table was released (quarantine builds only).
     #[inline]
     pub(crate) fn check_alive(&self) {
+        #[cfg(feature = "mm-quarantine")]
         // Relaxed: detection by value.
-        if cfg!(feature = "mm-quarantine") && self.magic.load(Ordering::Relaxed) != ALIVE {
+        if self.magic.load(Ordering::Relaxed) == POISONED {
             stale_access("touched a released table");
         }
+    }
+
+    /// Panics if this table was unlinked (quarantine builds only). Called
+    /// where the protocol promises a linked table: after R3's recheck (or a
+    /// Refcount reference), and in every read-mode walk. A table that is
+    /// merely unlinked may still be locked and inspected by a walker that
+    /// read its pointer earlier (R3), but never used.
+    #[inline]
+    pub(crate) fn check_linked(&self) {
+        #[cfg(feature = "mm-quarantine")]
+        // Relaxed: the PTL (or the lock mode) orders the unlinker's store
+        // before this load whenever the protocol is followed.
+        if self.magic.load(Ordering::Relaxed) != ALIVE {
+            stale_access("used an unlinked table");
+        }
+    }
+
+    /// Marks the table unlinked (quarantine builds only).
+    #[inline]
+    pub(crate) fn mark_unlinked(&self) {
+        #[cfg(feature = "mm-quarantine")]
+        // Relaxed: see `check_linked`.
+        self.magic.store(UNLINKED, Ordering::Relaxed);
     }
 
     /// Loads entry `i`, checking for poison.

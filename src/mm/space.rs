@@ -725,6 +725,10 @@ impl SemiLocked<'_> {
             m.for_each_pmd(addr, end, |pmd, idx, lo, hi| {
                 let span = lo & !(PMD_SIZE - 1);
                 let read = |t: &Table, out: &mut Vec<Option<u64>>| {
+                    if m.strategy != Strategy::Classic {
+                        // Split: read mode excludes unlinkers; Refcount: pinned.
+                        t.check_linked();
+                    }
                     let mut a = lo;
                     while a < hi {
                         let pe = t.load(index(a, Level::Pte), Ordering::Relaxed);
@@ -959,6 +963,7 @@ impl MmInner {
                 }
                 pinned = true;
             }
+            super::pagetable::perturb();
             let guard = lock.then(|| t.lock(Class::PtePtl));
             // R3: Split rechecks the entry under the PTL. Relaxed: an
             // unlinker clears the entry before it releases this PTL, and our
@@ -966,6 +971,9 @@ impl MmInner {
             if self.strategy == Strategy::Split && lock && pmd.load(idx, Ordering::Relaxed) != e {
                 drop(guard);
                 continue;
+            }
+            if lock || pinned {
+                t.check_linked();
             }
             return Pmd::Pte(PteMap { mm: self, pmd, idx, ptr, t, guard, pinned });
         }
@@ -1018,6 +1026,8 @@ impl MmInner {
 
     /// Queues an unlinked table for release after a grace period.
     fn defer(&self, ptr: TablePtr) {
+        // SAFETY: unlinked by the caller, not yet released.
+        unsafe { ptr.get() }.mark_unlinked();
         let _h = Held::take(Class::Deferred);
         self.deferred.write().push(ptr);
         // Relaxed: a hint; the list itself is under its lock.
