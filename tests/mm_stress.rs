@@ -292,6 +292,10 @@ fn run(strategy: Strategy, progress: &[AtomicU64]) -> u64 {
         assert_eq!(st.deferred_tables, 0, "{strategy}: stats() is a grace period for every strategy at rest");
         // The far regions are gone: their PUD table too.
         assert!(mm.mappings().iter().all(|m| m.addr < FAR), "{strategy}");
+        if phase_lock::mm::pagetable::QUARANTINE {
+            assert_eq!(st.quarantined_tables, st.tables_freed, "{strategy}");
+        }
+        eprintln!("mm_stress: {strategy}: {} tables freed", st.tables_freed);
     }
     for (tid, sh) in shadows.iter().enumerate() {
         let mm = &mms[tid % 2];
@@ -350,7 +354,6 @@ fn stress_every_strategy() {
             assert_eq!(changes, 0);
         }
     }
-    eprintln!("mm_stress: tables in quarantine: {}", phase_lock::mm::pagetable::quarantined_tables());
     done.store(true, Ordering::Relaxed);
     watchdog.join().unwrap();
 }

@@ -125,9 +125,9 @@ pub(crate) struct Table {
 /// The `refs` value of an unlinked PTE table: no new reference may be taken.
 pub(crate) const DEAD: u64 = 1 << 63;
 const ALIVE: u64 = 0x7ab1_e0a1_17e0_0001;
-#[cfg(feature = "mm-quarantine")]
+#[cfg(any(feature = "mm-quarantine", loom))]
 const POISONED: u64 = 0xdead_7ab1_e000_dead;
-#[cfg(feature = "mm-quarantine")]
+#[cfg(any(feature = "mm-quarantine", loom))]
 const UNLINKED: u64 = 0x7ab1_e0a1_17e0_0002;
 
 /// Bytes one table page occupies (entries and descriptor).
@@ -211,52 +211,50 @@ impl TablePtr {
         t
     }
 
-    /// Releases the table's memory (or, in quarantine builds, poisons it and
-    /// keeps it forever).
+    /// Poisons a table instead of releasing it (quarantine builds): every
+    /// entry becomes [`POISON_ENTRY`] and the descriptor is marked, so that a
+    /// later access through a stale pointer panics.
+    ///
+    /// # Safety
+    ///
+    /// As for `dealloc`, except that the memory stays allocated.
+    #[cfg(any(feature = "mm-quarantine", loom))]
+    pub(crate) unsafe fn poison(self) {
+        // SAFETY: still allocated (the caller's contract).
+        let t = unsafe { &*self.0.as_ptr() };
+        for e in &t.entries {
+            // Relaxed: poison is detected by value, not by ordering; any
+            // later access through a stale pointer is itself the bug.
+            e.store(POISON_ENTRY, Ordering::Relaxed);
+        }
+        t.refs.store(DEAD | 1, Ordering::Relaxed);
+        t.present.store(u32::MAX, Ordering::Relaxed);
+        t.magic.store(POISONED, Ordering::Relaxed);
+    }
+
+    /// Releases the table's memory.
     ///
     /// # Safety
     ///
     /// The table is unreachable: no entry points at it, and no thread can
     /// still hold a pointer to it obtained from one (the protocol's grace
-    /// period has passed), or it was never published.
-    pub(crate) unsafe fn release(self) {
-        #[cfg(feature = "mm-quarantine")]
-        {
-            // SAFETY: the table is still allocated (the caller's contract),
-            // and never will be deallocated in this mode.
-            let t = unsafe { &*self.0.as_ptr() };
-            for e in &t.entries {
-                // Relaxed: poison is detected by value, not by ordering; any
-                // later access through a stale pointer is itself a bug.
-                e.store(POISON_ENTRY, Ordering::Relaxed);
-            }
-            t.refs.store(DEAD | POISONED, Ordering::Relaxed);
-            t.present.store(u32::MAX, Ordering::Relaxed);
-            t.magic.store(POISONED, Ordering::Relaxed);
-            QUARANTINE.lock().unwrap_or_else(|e| e.into_inner()).push(self);
-        }
-        #[cfg(not(feature = "mm-quarantine"))]
+    /// period has passed), or it was never published. Called once.
+    pub(crate) unsafe fn dealloc(self) {
         // SAFETY: allocated by `alloc` through a `Box`, released once
         // (caller's contract).
         drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
 }
 
-#[cfg(feature = "mm-quarantine")]
-static QUARANTINE: std::sync::Mutex<Vec<TablePtr>> = std::sync::Mutex::new(Vec::new());
-
-/// Tables held in quarantine (released but poisoned and never reused).
-pub fn quarantined_tables() -> usize {
-    #[cfg(feature = "mm-quarantine")]
-    return QUARANTINE.lock().unwrap_or_else(|e| e.into_inner()).len();
-    #[cfg(not(feature = "mm-quarantine"))]
-    0
-}
+/// Whether released tables are quarantined (poisoned and kept until their
+/// address space drops) instead of freed: the `mm-quarantine` feature, and
+/// always under loom.
+pub const QUARANTINE: bool = cfg!(any(feature = "mm-quarantine", loom));
 
 /// Panics if `entry` is the poison pattern (quarantine builds only).
 #[inline]
 pub(crate) fn check_entry(entry: u64) {
-    if cfg!(feature = "mm-quarantine") && entry == POISON_ENTRY {
+    if QUARANTINE && entry == POISON_ENTRY {
         stale_access("read a poisoned entry");
     }
 }
@@ -289,8 +287,8 @@ impl Table {
     /// Panics if this table was released (quarantine builds only).
     #[inline]
     pub(crate) fn check_alive(&self) {
-        #[cfg(feature = "mm-quarantine")]
         // Relaxed: detection by value.
+        #[cfg(any(feature = "mm-quarantine", loom))]
         if self.magic.load(Ordering::Relaxed) == POISONED {
             stale_access("touched a released table");
         }
@@ -303,9 +301,9 @@ impl Table {
     /// read its pointer earlier (R3), but never used.
     #[inline]
     pub(crate) fn check_linked(&self) {
-        #[cfg(feature = "mm-quarantine")]
         // Relaxed: the PTL (or the lock mode) orders the unlinker's store
         // before this load whenever the protocol is followed.
+        #[cfg(any(feature = "mm-quarantine", loom))]
         if self.magic.load(Ordering::Relaxed) != ALIVE {
             stale_access("used an unlinked table");
         }
@@ -314,8 +312,8 @@ impl Table {
     /// Marks the table unlinked (quarantine builds only).
     #[inline]
     pub(crate) fn mark_unlinked(&self) {
-        #[cfg(feature = "mm-quarantine")]
         // Relaxed: see `check_linked`.
+        #[cfg(any(feature = "mm-quarantine", loom))]
         self.magic.store(UNLINKED, Ordering::Relaxed);
     }
 

@@ -52,6 +52,8 @@ pub(crate) struct MmInner {
     deferred_len: AtomicU64,
     /// Refcount only: rmap walkers inside this address space (R6).
     rmap_walkers: AtomicU64,
+    /// Quarantine builds: released tables, poisoned, kept until drop.
+    quarantine: PhaseLock<Vec<TablePtr>>,
 }
 
 fn new_lock<T>(v: T) -> PhaseLock<T> {
@@ -73,6 +75,8 @@ pub struct MmStats {
     pub huge_mappings: u64,
     /// Tables that were linked and have been released.
     pub tables_freed: u64,
+    /// Of those, tables held poisoned in quarantine (quarantine builds).
+    pub quarantined_tables: u64,
 }
 
 /// One leaf mapping, as [`Mm::mappings`] lists it.
@@ -211,6 +215,7 @@ impl Mm {
             deferred: new_lock(Vec::new()),
             deferred_len: AtomicU64::new(0),
             rmap_walkers: AtomicU64::new(0),
+            quarantine: new_lock(Vec::new()),
         });
         Mm { inner }
     }
@@ -529,6 +534,10 @@ impl Mm {
             mapped_pages: mapped,
             huge_mappings: huge,
             tables_freed: m.freed.load(Ordering::Relaxed),
+            quarantined_tables: {
+                let _h = Held::take(Class::Deferred);
+                m.quarantine.read().len() as u64
+            },
         }
     }
 
@@ -826,7 +835,7 @@ impl MmInner {
     fn release_unpublished(&self, t: TablePtr) {
         self.releases.fetch_add(1, Ordering::Relaxed);
         // SAFETY: never published, so no other thread has its address.
-        unsafe { t.release() };
+        unsafe { t.dealloc() };
     }
 
     /// The child table at `parent[i]`, allocating it (under the upper lock)
@@ -1051,9 +1060,19 @@ impl MmInner {
         };
         let n = list.len() as u64;
         self.deferred_len.fetch_sub(n, Ordering::Relaxed);
-        for p in list {
-            // SAFETY: the caller's grace period.
-            unsafe { p.release() };
+        if super::pagetable::QUARANTINE {
+            #[cfg(any(feature = "mm-quarantine", loom))]
+            for &p in &list {
+                // SAFETY: the caller's grace period.
+                unsafe { p.poison() };
+            }
+            let _h = Held::take(Class::Deferred);
+            self.quarantine.write().extend(list);
+        } else {
+            for p in list {
+                // SAFETY: the caller's grace period.
+                unsafe { p.dealloc() };
+            }
         }
         self.releases.fetch_add(n, Ordering::Relaxed);
         self.freed.fetch_add(n, Ordering::Relaxed);
@@ -1405,13 +1424,15 @@ impl Drop for MmInner {
                 n += free(TablePtr::from_entry(e), child, frames);
             }
             // SAFETY: unreachable now.
-            unsafe { t.release() };
+            unsafe { t.dealloc() };
             n
         }
         free(self.pgd, Level::Pgd, &self.frames);
-        for p in core::mem::take(self.deferred.get_mut()) {
-            // SAFETY: unreachable, no other thread.
-            unsafe { p.release() };
+        let deferred = core::mem::take(self.deferred.get_mut());
+        for p in deferred.into_iter().chain(core::mem::take(self.quarantine.get_mut())) {
+            // SAFETY: unreachable, no other thread; each table is in one list
+            // once.
+            unsafe { p.dealloc() };
         }
     }
 }
