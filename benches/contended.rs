@@ -164,12 +164,68 @@ fn summary(plan: &Plan) {
             let _ = writeln!(out);
         }
     }
+    let _ = writeln!(out, "### Goals\n");
+    for line in goal_lines(plan) {
+        let _ = writeln!(out, "* {line}");
+    }
     print!("\n{out}");
     let path = support::report_dir().join("contended.md");
     match std::fs::write(&path, &out) {
         Ok(()) => println!("written to {}", path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", path.display()),
     }
+}
+
+/// Throughput (Mops/s) of lock `name` on `mix` at `work_ns` and `threads`.
+fn mops(mix: &Mix, work_ns: u32, name: &str, threads: usize, samples: usize) -> Option<f64> {
+    let work = Work { nominal_ns: work_ns, units: 0 };
+    support::estimate_ns(&bench_id(mix, work, name, threads), samples).map(|ns| 1e3 / ns)
+}
+
+/// The goal verdicts this benchmark can judge.
+fn goal_lines(plan: &Plan) -> Vec<String> {
+    let mut lines = Vec::new();
+    let best_stock = |mix: &Mix, ns: u32, t: usize| {
+        [support::StdRw::NAME, support::ParkingLotRw::NAME]
+            .iter()
+            .filter_map(|n| mops(mix, ns, n, t, plan.samples).map(|v| (v, *n)))
+            .fold(None, |a: Option<(f64, &str)>, b| if a.is_none_or(|a| b.0 > a.0) { Some(b) } else { a })
+    };
+    if let Some(mix) = MIXES.iter().find(|m| m.name == "ri-50-50-0")
+        && let (Some(o), Some((b, who))) =
+            (mops(mix, 100, support::Ours::NAME, 4, plan.samples), best_stock(mix, 100, 4))
+    {
+        let r = o / b;
+        lines.push(format!(
+            "two-class ri-50-50-0, 4 threads, 100ns: ours {o:.2} Mops/s, best stock emulation {who} {b:.2} → {r:.2}× \
+             (goal ≥ 1.3×: {})",
+            if r >= 1.3 { "met" } else { "missed" }
+        ));
+    }
+    let mut misses = Vec::new();
+    let mut checked = 0;
+    for mix in MIXES.iter().filter(|m| !m.has_intent()) {
+        for &ns in &plan.work_ns {
+            for &t in &plan.threads {
+                if let (Some(o), Some((b, who))) =
+                    (mops(mix, ns, support::Ours::NAME, t, plan.samples), best_stock(mix, ns, t))
+                {
+                    checked += 1;
+                    if o / b < 0.9 {
+                        misses.push(format!("{} {ns}ns {t} thr: {:.2}× {who}", mix.name, o / b));
+                    }
+                }
+            }
+        }
+    }
+    if checked != 0 {
+        lines.push(format!(
+            "plain mixes, ours ≥ 0.90× the best of std and parking_lot at every point: {} of {checked} points below{}",
+            misses.len(),
+            if misses.is_empty() { " (goal met)".to_owned() } else { format!(" (goal missed): {}", misses.join("; ")) }
+        ));
+    }
+    lines
 }
 
 /// `r/i/w` percentages of a mix.
@@ -188,6 +244,7 @@ fn main() {
         .sample_size(plan.samples)
         .warm_up_time(warm)
         .measurement_time(measure)
+        .nresamples(10_000)
         .without_plots()
         .configure_from_args();
     for mix in &MIXES {

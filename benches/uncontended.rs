@@ -169,6 +169,7 @@ fn main() {
         .sample_size(sample_size())
         .warm_up_time(warm)
         .measurement_time(measure)
+        .nresamples(10_000)
         .without_plots()
         .configure_from_args();
     support::visit_all(&mut Register(&mut c));

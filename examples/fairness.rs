@@ -529,6 +529,7 @@ fn table(sc: &Scenario, results: &[RunResult]) -> String {
         "| lock | class | thr | acq/s | share | p50 | p99 | p99.9 | max | max phases | max phases (preempted) / samples | verdict |"
     );
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let mut totals = Vec::new();
     for r in results {
         let total = r.total().max(1) as f64;
         for class in Class::ALL {
@@ -553,10 +554,12 @@ fn table(sc: &Scenario, results: &[RunResult]) -> String {
                 r.verdict(class).map_or("", Verdict::name),
             );
         }
+        totals.push(format!("{} {}", r.lock, fmt_rate(r.total() as f64 / r.secs)));
         if r.violations != 0 {
             let _ = writeln!(out, "| {} | **{} exclusion violations** | | | | | | | | | | |", r.lock, r.violations);
         }
     }
+    let _ = writeln!(out, "\nTotal acquisitions per second: {}.", totals.join(", "));
     out
 }
 

@@ -453,8 +453,13 @@ pub const MIXES: [Mix; 6] = [
 
 /// Runs `body(i)` on `threads` new threads, `i` in `0..threads`, all
 /// released together by a barrier, and `main` on the calling thread once
-/// they are released. Returns the time from the release to the end of the
-/// last thread, and what each thread returned, in order.
+/// they are released. Returns the time from the first thread's start to the
+/// last thread's end, and what each thread returned, in order.
+///
+/// Each thread reads the clock itself, right after the barrier and right
+/// after `body`: on an oversubscribed machine the calling thread may not run
+/// again for milliseconds after the release, so a clock read there could
+/// start after the work is done.
 pub fn run_threads<T: Send>(
     threads: usize,
     body: impl Fn(usize) -> T + Sync,
@@ -467,15 +472,22 @@ pub fn run_threads<T: Send>(
                 let (body, barrier) = (&body, &barrier);
                 s.spawn(move || {
                     barrier.wait();
-                    body(i)
+                    let start = Instant::now();
+                    let out = body(i);
+                    (start, Instant::now(), out)
                 })
             })
             .collect();
         barrier.wait();
-        let start = Instant::now();
         main();
-        let out: Vec<T> = handles.into_iter().map(|h| h.join().expect("a worker panicked")).collect();
-        (start.elapsed(), out)
+        let mut span: Option<(Instant, Instant)> = None;
+        let mut outs = Vec::with_capacity(threads);
+        for h in handles {
+            let (start, end, out) = h.join().expect("a worker panicked");
+            span = Some(span.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
+            outs.push(out);
+        }
+        (span.map_or(Duration::ZERO, |(s, e)| e - s), outs)
     })
 }
 
