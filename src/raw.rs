@@ -339,6 +339,7 @@ impl RawPhaseLock {
             match self.state.compare_exchange(s, new, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
                     let chain = match kind {
+                        // SAFETY: we still hold the queue lock.
                         Some(kind) if n != 0 => unsafe { self.drain(|w| w.kind == kind, n) },
                         _ => ptr::null(),
                     };
@@ -756,16 +757,19 @@ mod tests {
     fn modes_exclude_each_other() {
         let l = RawPhaseLock::new();
         let r = l.try_lock_shared().unwrap();
+        // SAFETY: each unlock below releases an acquisition taken just before.
         assert!(l.try_lock_shared().is_some_and(|g| unsafe {
             l.unlock_shared(g);
             true
         }));
         assert!(l.try_lock_intent().is_none());
         assert!(l.try_lock_exclusive().is_none());
+        // SAFETY: `r` is the read acquisition taken above.
         unsafe { l.unlock_shared(r) };
         let i = l.try_lock_intent().unwrap();
         assert!(l.try_lock_shared().is_none());
         assert!(l.is_locked() && l.is_locked_intent() && !l.is_locked_exclusive());
+        // SAFETY: `i` is the intent acquisition taken above.
         unsafe { l.unlock_intent(i) };
         assert!(!l.is_locked());
     }
