@@ -261,9 +261,10 @@ fn shadow_model() {
                     let span = p & !511;
                     let r = mm.collapse(BASE + span * PAGE_SIZE);
                     let full = (span..span + 512).all(|q| shadow.contains_key(&q));
-                    let one_vma = mm.vmas().iter().any(|v| {
-                        v.start <= BASE + span * PAGE_SIZE && v.end >= BASE + (span + 512) * PAGE_SIZE
-                    });
+                    let one_vma = mm
+                        .vmas()
+                        .iter()
+                        .any(|v| v.start <= BASE + span * PAGE_SIZE && v.end >= BASE + (span + 512) * PAGE_SIZE);
                     if full && one_vma {
                         r.unwrap_or_else(|e| panic!("{s} step {step}: collapse failed: {e}"));
                         let got = mm.walk_semilocked(BASE + span * PAGE_SIZE, PMD_SIZE).unwrap();

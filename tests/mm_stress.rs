@@ -261,7 +261,7 @@ fn run(strategy: Strategy, progress: &[AtomicU64]) -> u64 {
                         writable: vec![true; PRIV_PAGES as usize],
                         frames: BTreeMap::new(),
                     };
-                    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (tid as u64 + 1) * 0x9e37_79b9);
+                    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ ((tid as u64 + 1) * 0x9e37_79b9));
                     let far = FAR + tid as u64 * PUD_SIZE;
                     barrier.wait();
                     for _ in 0..ITERS {

@@ -45,11 +45,7 @@ fn new_lock<T>(v: T) -> PhaseLock<T> {
 impl File {
     /// A new empty file whose pages come from `frames`.
     pub fn new(frames: &Arc<FrameAllocator>) -> Arc<File> {
-        Arc::new(File {
-            frames: frames.clone(),
-            cache: new_lock(BTreeMap::new()),
-            i_mmap: new_lock(Vec::new()),
-        })
+        Arc::new(File { frames: frames.clone(), cache: new_lock(BTreeMap::new()), i_mmap: new_lock(Vec::new()) })
     }
 
     /// A number that identifies this file while it lives (its address).
@@ -96,10 +92,10 @@ impl File {
         if len == 0 {
             return Err(MmError::ZeroLength);
         }
-        if offset % PAGE_SIZE != 0 {
+        if !offset.is_multiple_of(PAGE_SIZE) {
             return Err(MmError::Unaligned { addr: offset });
         }
-        if len % PAGE_SIZE != 0 {
+        if !len.is_multiple_of(PAGE_SIZE) {
             return Err(MmError::Unaligned { addr: len });
         }
         let first = offset / PAGE_SIZE;

@@ -9,11 +9,11 @@ use std::sync::{Arc, Weak};
 use super::file::{File, RmapEntry};
 use super::frames::FrameAllocator;
 use super::lockorder::{Class, Held};
-use super::pagetable::{
-    ACCESSED, DIRTY, ENTRIES, FILE, HUGE, Level, PAGE_SIZE, PGD_SIZE, PMD_SIZE, PUD_SIZE, PtlGuard, TABLE,
-    TABLE_BYTES, Table, TablePtr, USER_END, WRITABLE, index, leaf, pfn,
-};
 use super::pagetable::DEAD;
+use super::pagetable::{
+    ACCESSED, DIRTY, ENTRIES, FILE, HUGE, Level, PAGE_SIZE, PGD_SIZE, PMD_SIZE, PUD_SIZE, PtlGuard, TABLE, TABLE_BYTES,
+    Table, TablePtr, USER_END, WRITABLE, index, leaf, pfn,
+};
 use super::strategy::Strategy;
 use super::vma::{Backing, Prot, Vma, VmaTree};
 use super::{MmError, MmResult};
@@ -113,10 +113,10 @@ fn check_range(start: u64, len: u64) -> MmResult<u64> {
         return Err(MmError::ZeroLength);
     }
     check_addr(start)?;
-    if start % PAGE_SIZE != 0 {
+    if !start.is_multiple_of(PAGE_SIZE) {
         return Err(MmError::Unaligned { addr: start });
     }
-    if len % PAGE_SIZE != 0 {
+    if !len.is_multiple_of(PAGE_SIZE) {
         return Err(MmError::Unaligned { addr: len });
     }
     match start.checked_add(len) {
@@ -367,9 +367,7 @@ impl Mm {
         {
             let _pt = m.pt_hold(Mode::Intent);
             // SAFETY: VMA lock for write keeps upper tables alive.
-            unsafe {
-                m.for_each_pmd(addr, end, |pmd, idx, lo, hi| m.protect_slot(pmd, idx, lo, hi, prot.writable()))
-            };
+            unsafe { m.for_each_pmd(addr, end, |pmd, idx, lo, hi| m.protect_slot(pmd, idx, lo, hi, prot.writable())) };
         }
         if m.strategy == Strategy::Refcount {
             // SAFETY: the VMA lock is held for write.
@@ -436,7 +434,7 @@ impl Mm {
     /// write; Split the VMA lock for read and the page-table lock for write.
     pub fn collapse(&self, addr: u64) -> MmResult<()> {
         check_addr(addr)?;
-        if addr % PMD_SIZE != 0 {
+        if !addr.is_multiple_of(PMD_SIZE) {
             return Err(MmError::Unaligned { addr });
         }
         let m = &*self.inner;
@@ -477,7 +475,8 @@ impl Mm {
             return Err(MmError::NotPopulated { addr });
         }
         // Acquire: every earlier user's accesses happen before the release.
-        if m.strategy == Strategy::Refcount && t.refs.compare_exchange(0, DEAD, Ordering::Acquire, Ordering::Relaxed).is_err()
+        if m.strategy == Strategy::Refcount
+            && t.refs.compare_exchange(0, DEAD, Ordering::Acquire, Ordering::Relaxed).is_err()
         {
             return Err(MmError::Busy { addr });
         }
@@ -510,20 +509,29 @@ impl Mm {
         let m = sl.m;
         let mut mapped = 0;
         let mut huge = 0;
-        // SAFETY: the semi-locked hold keeps every linked table alive
-        // (Classic: only the write lock frees; Refcount: release needs the
-        // write lock; Split: read excludes every unlinker).
-        unsafe {
-            m.for_each_pmd(0, USER_END, |pmd, idx, _, _| {
-                let e = pmd.load(idx, Ordering::Acquire);
-                if e & HUGE != 0 {
-                    huge += 1;
-                    mapped += ENTRIES as u64;
-                } else if e != 0 {
-                    mapped += u64::from(TablePtr::from_entry(e).get().present.load(Ordering::Relaxed));
-                }
-            })
-        };
+        let mut seen = None;
+        for v in sl.vmas.1.iter() {
+            // SAFETY: the semi-locked hold keeps every linked table alive
+            // (Classic: only the write lock frees; Refcount: release needs
+            // the write lock; Split: read excludes every unlinker). Entries
+            // exist only inside VMAs.
+            unsafe {
+                m.for_each_pmd(v.start, v.end, |pmd, idx, lo, _| {
+                    // Two VMAs may share a span: count it once.
+                    let span = lo & !(PMD_SIZE - 1);
+                    if seen.replace(span) == Some(span) {
+                        return;
+                    }
+                    let e = pmd.load(idx, Ordering::Acquire);
+                    if e & HUGE != 0 {
+                        huge += 1;
+                        mapped += ENTRIES as u64;
+                    } else if e != 0 {
+                        mapped += u64::from(TablePtr::from_entry(e).get().present.load(Ordering::Relaxed));
+                    }
+                })
+            };
+        }
         drop(sl);
         let tables = core::array::from_fn(|i| m.live[i].load(Ordering::Relaxed));
         let deferred = m.deferred_len.load(Ordering::Relaxed);
@@ -541,30 +549,37 @@ impl Mm {
         }
     }
 
-    /// Every leaf entry, in address order (a semi-locked walk of the whole
-    /// address space).
+    /// Every leaf entry, in address order (a semi-locked walk of every
+    /// VMA's spans; [`check_invariants`](Mm::check_invariants) looks for
+    /// entries outside VMAs).
     pub fn mappings(&self) -> Vec<Mapping> {
         let sl = self.semi_locked();
         let m = sl.m;
         let mut out = Vec::new();
-        // SAFETY: as in `stats`.
-        unsafe {
-            m.for_each_pmd(0, USER_END, |pmd, idx, lo, _| {
-                let span = lo & !(PMD_SIZE - 1);
-                let e = pmd.load(idx, Ordering::Acquire);
-                if e & HUGE != 0 {
-                    out.push(Mapping { addr: span, entry: e });
-                } else if e != 0 {
-                    let t = TablePtr::from_entry(e).get();
-                    for i in 0..ENTRIES {
-                        let pe = t.load(i, Ordering::Relaxed);
-                        if pe != 0 {
-                            out.push(Mapping { addr: span + i as u64 * PAGE_SIZE, entry: pe });
+        let mut seen = None;
+        for v in sl.vmas.1.iter() {
+            // SAFETY: as in `stats`.
+            unsafe {
+                m.for_each_pmd(v.start, v.end, |pmd, idx, lo, _| {
+                    let span = lo & !(PMD_SIZE - 1);
+                    if seen.replace(span) == Some(span) {
+                        return;
+                    }
+                    let e = pmd.load(idx, Ordering::Acquire);
+                    if e & HUGE != 0 {
+                        out.push(Mapping { addr: span, entry: e });
+                    } else if e != 0 {
+                        let t = TablePtr::from_entry(e).get();
+                        for i in 0..ENTRIES {
+                            let pe = t.load(i, Ordering::Relaxed);
+                            if pe != 0 {
+                                out.push(Mapping { addr: span + i as u64 * PAGE_SIZE, entry: pe });
+                            }
                         }
                     }
-                }
-            })
-        };
+                })
+            };
+        }
         out
     }
 
@@ -636,7 +651,10 @@ impl Mm {
                             return fail(format!("huge leaf at {addr:#x} runs past its VMA"));
                         }
                         if (e & WRITABLE != 0) != v.prot.writable() {
-                            return fail(format!("entry {e:#x} at {addr:#x}: writable bit disagrees with {:?}", v.prot));
+                            return fail(format!(
+                                "entry {e:#x} at {addr:#x}: writable bit disagrees with {:?}",
+                                v.prot
+                            ));
                         }
                         match v.file_page(addr) {
                             Some((f, pg)) => {
@@ -644,7 +662,7 @@ impl Mm {
                                     return fail(format!("anonymous entry at {addr:#x} in a file VMA"));
                                 }
                                 if f.cached(pg) != Some(pfn(e)) {
-                                    return fail(format!("file entry at {addr:#x} maps a frame not cached for page {pg}"));
+                                    fail(format!("file entry at {addr:#x} maps a frame not cached for page {pg}"));
                                 }
                             }
                             None => {
@@ -1352,7 +1370,9 @@ impl MmInner {
                 // SAFETY: R5: tables covering a range listed in the rmap are
                 // freed only after munmap removed it from the rmap, which
                 // waits for our `i_mmap` hold.
-                unsafe { self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, false)) };
+                unsafe {
+                    self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, false))
+                };
             }
             Strategy::Refcount => {
                 // R6: announce ourselves before reading any entry. Relaxed

@@ -1,0 +1,235 @@
+//! The page-table workloads of `phase_lock::mm` on all three strategies, in
+//! one table. Run with
+//! `cargo run --release --features mm --example page_table`.
+//!
+//! * fault storm: 1, 2, 4, 8 threads fault 1 GiB of anonymous memory, each
+//!   thread in its own PTE tables (disjoint) or interleaved page by page in
+//!   the same tables (shared); best of three runs.
+//! * zap churn: touch 1 GiB, DONTNEED it in 2 MiB chunks (page-table memory
+//!   at peak and after), then two threads fault + DONTNEED 2 MiB chunks.
+//! * semi-locked walks during faults: two threads fault + DONTNEED while a
+//!   third walks 2 MiB ranges twice inside one hold and counts differences.
+//! * rmap punch-holes during faults: two address spaces map one file; one
+//!   thread each faults it while a third punches 2 MiB holes.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use phase_lock::mm::*;
+
+const BASE: u64 = 0x10_0000_0000;
+const GIB: u64 = 1 << 30;
+const PAGES_1G: u64 = GIB / PAGE_SIZE;
+
+fn mops(ops: u64, d: Duration) -> f64 {
+    ops as f64 / d.as_secs_f64() / 1e6
+}
+
+/// Faults 1 GiB with `threads` threads; returns Mfaults/s.
+fn fault_storm(s: Strategy, threads: u64, shared: bool) -> f64 {
+    let frames = FrameAllocator::new();
+    let mm = Mm::new(s, &frames);
+    mm.mmap(BASE, GIB, Prot::ReadWrite, Backing::Anon).unwrap();
+    let per = PAGES_1G / threads;
+    let start = Instant::now();
+    std::thread::scope(|sc| {
+        for t in 0..threads {
+            let mm = &mm;
+            sc.spawn(move || {
+                for i in 0..per {
+                    let page = if shared { i * threads + t } else { t * per + i };
+                    mm.fault(BASE + page * PAGE_SIZE, true).unwrap();
+                }
+            });
+        }
+    });
+    let d = start.elapsed();
+    let r = mops(per * threads, d);
+    drop(mm);
+    r
+}
+
+struct Churn {
+    peak_kb: u64,
+    after_kb: u64,
+    dontneed_ops: f64,
+    churn_ops: f64,
+}
+
+fn zap_churn(s: Strategy) -> Churn {
+    let frames = FrameAllocator::new();
+    let mm = Mm::new(s, &frames);
+    mm.mmap(BASE, GIB, Prot::ReadWrite, Backing::Anon).unwrap();
+    for p in 0..PAGES_1G {
+        mm.fault(BASE + p * PAGE_SIZE, true).unwrap();
+    }
+    let peak_kb = mm.stats().page_table_bytes / 1024;
+    let start = Instant::now();
+    for c in 0..GIB / PMD_SIZE {
+        mm.madvise_dontneed(BASE + c * PMD_SIZE, PMD_SIZE).unwrap();
+    }
+    let dontneed_ops = mops(GIB / PMD_SIZE, start.elapsed());
+    let after_kb = mm.stats().page_table_bytes / 1024;
+    // Two threads: fault a chunk, DONTNEED it, next chunk.
+    let rounds = 64u64;
+    let start = Instant::now();
+    std::thread::scope(|sc| {
+        for t in 0..2u64 {
+            let mm = &mm;
+            sc.spawn(move || {
+                for r in 0..rounds {
+                    let chunk = BASE + ((r * 2 + t) % 512) * PMD_SIZE;
+                    for p in (0..512).step_by(8) {
+                        mm.fault(chunk + p * PAGE_SIZE, true).unwrap();
+                    }
+                    mm.madvise_dontneed(chunk, PMD_SIZE).unwrap();
+                }
+            });
+        }
+    });
+    let churn_ops = mops(2 * rounds, start.elapsed()) * 1e3;
+    Churn { peak_kb, after_kb, dontneed_ops: dontneed_ops * 1e3, churn_ops }
+}
+
+/// Returns (faults Mops/s, walks k/s, walks that saw a change, walks).
+fn walks_during_faults(s: Strategy) -> (f64, f64, u64, u64) {
+    let frames = FrameAllocator::new();
+    let mm = Mm::new(s, &frames);
+    let len = 64 * PMD_SIZE;
+    mm.mmap(BASE, len, Prot::ReadWrite, Backing::Anon).unwrap();
+    let stop = AtomicBool::new(false);
+    let faults = AtomicU64::new(0);
+    let (mut walks, mut changed) = (0u64, 0u64);
+    let start = Instant::now();
+    std::thread::scope(|sc| {
+        for t in 0..2u64 {
+            let (mm, stop, faults) = (&mm, &stop, &faults);
+            sc.spawn(move || {
+                let mut r = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let chunk = BASE + (r % 64) * PMD_SIZE;
+                    for p in 0..512 {
+                        mm.fault(chunk + p * PAGE_SIZE, true).unwrap();
+                    }
+                    mm.madvise_dontneed(chunk, PMD_SIZE).unwrap();
+                    faults.fetch_add(512, Ordering::Relaxed);
+                    r += 2;
+                }
+            });
+        }
+        let mut x = 1u64;
+        while start.elapsed() < Duration::from_millis(1500) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let chunk = BASE + ((x >> 33) % 64) * PMD_SIZE;
+            let g = mm.semi_locked();
+            let a = g.frames(chunk, PMD_SIZE).unwrap();
+            std::thread::yield_now();
+            let b = g.frames(chunk, PMD_SIZE).unwrap();
+            drop(g);
+            walks += 1;
+            changed += u64::from(a != b);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let d = start.elapsed();
+    (mops(faults.load(Ordering::Relaxed), d), walks as f64 / d.as_secs_f64() / 1e3, changed, walks)
+}
+
+/// Returns (faults Mops/s, punches k/s, page-table kB at the end).
+fn punch_during_faults(s: Strategy) -> (f64, f64, u64) {
+    let frames = FrameAllocator::new();
+    let file = File::new(&frames);
+    let mms = [Mm::new(s, &frames), Mm::new(s, &frames)];
+    let len = 64 * PMD_SIZE;
+    for mm in &mms {
+        mm.mmap(BASE, len, Prot::ReadWrite, Backing::File { file: file.clone(), pgoff: 0 }).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    let faults = AtomicU64::new(0);
+    let mut punches = 0u64;
+    let start = Instant::now();
+    std::thread::scope(|sc| {
+        for mm in &mms {
+            let (stop, faults) = (&stop, &faults);
+            sc.spawn(move || {
+                let mut r = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let chunk = BASE + (r % 64) * PMD_SIZE;
+                    for p in (0..512).step_by(4) {
+                        mm.fault(chunk + p * PAGE_SIZE, false).unwrap();
+                    }
+                    faults.fetch_add(128, Ordering::Relaxed);
+                    r += 1;
+                }
+            });
+        }
+        let mut x = 7u64;
+        while start.elapsed() < Duration::from_millis(1500) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            file.punch_hole(((x >> 33) % 64) * PMD_SIZE, PMD_SIZE).unwrap();
+            punches += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let d = start.elapsed();
+    file.punch_hole(0, len).unwrap();
+    let kb = mms.iter().map(|m| m.stats().page_table_bytes).sum::<u64>() / 1024;
+    (mops(faults.load(Ordering::Relaxed), d), punches as f64 / d.as_secs_f64() / 1e3, kb)
+}
+
+fn row(name: &str, v: [f64; 3], prec: usize) {
+    println!(
+        "| {name:<40} | {:>9.p$} | {:>9.p$} | {:>9.p$} | {:>8.2} | {:>8.2} |",
+        v[0],
+        v[1],
+        v[2],
+        v[2] / v[0],
+        v[2] / v[1],
+        p = prec
+    );
+}
+
+fn main() {
+    let t0 = Instant::now();
+    println!(
+        "phase_lock::mm page-table workloads ({} CPUs)\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "| {:<40} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} |",
+        "workload", "classic", "refcount", "split", "s/c", "s/r"
+    );
+    println!("|{:-<42}|{:-<11}|{:-<11}|{:-<11}|{:-<10}|{:-<10}|", "", "", "", "", "", "");
+    for shared in [false, true] {
+        for threads in [1u64, 2, 4, 8] {
+            let mut best = [0f64; 3];
+            for _ in 0..3 {
+                for (i, s) in Strategy::ALL.into_iter().enumerate() {
+                    best[i] = best[i].max(fault_storm(s, threads, shared));
+                }
+            }
+            let kind = if shared { "shared" } else { "disjoint" };
+            row(&format!("fault storm, {kind} tables, {threads} thr (M/s)"), best, 2);
+        }
+    }
+    let churn: Vec<Churn> = Strategy::ALL.into_iter().map(zap_churn).collect();
+    row("DONTNEED 2 MiB chunks (k/s)", core::array::from_fn(|i| churn[i].dontneed_ops), 1);
+    row("zap churn: fault+DONTNEED 2 MiB, 2 thr (k/s)", core::array::from_fn(|i| churn[i].churn_ops), 1);
+    let walks: Vec<_> = Strategy::ALL.into_iter().map(walks_during_faults).collect();
+    row("faults beside semi-locked walks (M/s)", core::array::from_fn(|i| walks[i].0), 2);
+    row("semi-locked walks of 2 MiB x2 (k/s)", core::array::from_fn(|i| walks[i].1), 1);
+    let punch: Vec<_> = Strategy::ALL.into_iter().map(punch_during_faults).collect();
+    row("faults beside rmap punch-holes (M/s)", core::array::from_fn(|i| punch[i].0), 2);
+    row("rmap punch-holes of 2 MiB (k/s)", core::array::from_fn(|i| punch[i].1), 1);
+    println!();
+    println!("| {:<40} | {:>9} | {:>9} | {:>9} |", "page tables and walks", "classic", "refcount", "split");
+    println!("|{:-<42}|{:-<11}|{:-<11}|{:-<11}|", "", "", "", "");
+    let p = |f: &dyn Fn(usize) -> String| [f(0), f(1), f(2)];
+    let line = |name: &str, v: [String; 3]| println!("| {name:<40} | {:>9} | {:>9} | {:>9} |", v[0], v[1], v[2]);
+    line("page tables after touching 1 GiB (kB)", p(&|i| churn[i].peak_kb.to_string()));
+    line("... after DONTNEED in 2 MiB chunks (kB)", p(&|i| churn[i].after_kb.to_string()));
+    line("... after / peak", p(&|i| format!("{:.2}%", 100.0 * churn[i].after_kb as f64 / churn[i].peak_kb as f64)));
+    line("page tables after punching the file (kB)", p(&|i| punch[i].2.to_string()));
+    line("semi-locked walks that saw a change", p(&|i| format!("{}/{}", walks[i].2, walks[i].3)));
+    println!("\n(s/c: split ÷ classic; s/r: split ÷ refcount; total {:.1} s)", t0.elapsed().as_secs_f64());
+}

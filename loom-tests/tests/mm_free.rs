@@ -1,0 +1,94 @@
+//! loom model of `mm`'s page-table freeing protocol: a fault racing a
+//! DONTNEED that empties and frees the PTE table the fault is about to lock,
+//! and a semi-locked walker racing both, on every strategy.
+//!
+//! Under loom, `mm` quarantines released tables (poisoned, kept until the
+//! address space drops), and every use of a table the protocol promises to be
+//! linked checks that it is: a stale pointer panics.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=/tmp/target-mm-loom
+//! cargo test -p loom-tests --release --test mm_free`
+#![cfg(loom)]
+
+use std::sync::Arc;
+
+use loom::thread;
+use phase_lock::mm::*;
+
+const BASE: u64 = 0x4000_0000;
+
+/// Fault at `BASE + 4 KiB` ‖ DONTNEED of the first two pages, which empties
+/// the table and so frees it where the strategy can ‖ a semi-locked walk of
+/// the same two pages (the main thread). The table starts with one entry, at
+/// `BASE`.
+fn fault_zap_walk(strategy: Strategy, walker: bool) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    // The checks after the joins walk whole tables (512 loads each); they run
+    // single-threaded, so they add branches but no interleavings.
+    builder.max_branches = 100_000;
+    builder.check(move || {
+        let frames = FrameAllocator::new();
+        let mm = Arc::new(Mm::new(strategy, &frames));
+        mm.mmap(BASE, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+        mm.fault(BASE, true).unwrap();
+
+        let f = mm.clone();
+        let faulter = thread::spawn(move || f.fault(BASE + PAGE_SIZE, true).unwrap());
+        let z = mm.clone();
+        let zapper = thread::spawn(move || z.madvise_dontneed(BASE, 2 * PAGE_SIZE).unwrap());
+        if walker {
+            let g = mm.semi_locked();
+            let a = g.frames(BASE, 2 * PAGE_SIZE).unwrap();
+            let b = g.frames(BASE, 2 * PAGE_SIZE).unwrap();
+            if strategy == Strategy::Split {
+                assert_eq!(a, b, "a read-mode hold saw the tables change");
+            }
+        }
+        let pfn = faulter.join().unwrap();
+        let zapped = zapper.join().unwrap();
+
+        // The fault's entry survives exactly when the zap came first.
+        let now = mm.walk_semilocked(BASE, 2 * PAGE_SIZE).unwrap();
+        assert_eq!(now[0], None, "the zap covers the first page");
+        match now[1] {
+            Some(p) => {
+                assert_eq!(p, pfn);
+                assert_eq!(zapped, 1, "the zap ran first, so it saw only the first page");
+            }
+            None => assert_eq!(zapped, 2, "the fault ran first, so the zap cleared its entry too"),
+        }
+        // (`check_invariants` walks whole tables: too many loom branches.)
+        let st = mm.stats();
+        let mapped = st.mapped_pages;
+        if strategy.frees_on_zap() {
+            // An empty table never survives; a live entry is in a linked table.
+            assert_eq!(st.tables[Level::Pte as usize], mapped);
+        } else {
+            assert_eq!(st.tables[Level::Pte as usize], 1);
+        }
+        assert_eq!(frames.in_use(), mapped, "a frame leaked or was freed twice");
+    });
+}
+
+#[test]
+fn split_fault_zap_walk() {
+    fault_zap_walk(Strategy::Split, true);
+}
+
+#[test]
+fn refcount_fault_zap_walk() {
+    fault_zap_walk(Strategy::Refcount, true);
+}
+
+#[test]
+fn classic_fault_zap_walk() {
+    fault_zap_walk(Strategy::Classic, true);
+}
+
+#[test]
+fn split_fault_zap() {
+    fault_zap_walk(Strategy::Split, false);
+}
