@@ -368,6 +368,11 @@ impl ClassStats {
     fn clean_over(&self, bound: usize) -> u64 {
         self.phases_clean[bound + 1..].iter().sum()
     }
+
+    /// Preempted samples that saw more than `bound` phases.
+    fn preempted_over(&self, bound: usize) -> u64 {
+        self.phases_preempted[bound + 1..].iter().sum()
+    }
 }
 
 /// The verdict on one class.
@@ -675,6 +680,46 @@ fn svg(sc: &Scenario, results: &[RunResult]) -> String {
     s
 }
 
+/// One table over all scenarios: per lock, total throughput and, per class,
+/// p99 wait · longest wait · max phases (clean/preempted) · verdict.
+fn summary(all: &[(&Scenario, Vec<RunResult>)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## Summary\n");
+    let _ = writeln!(
+        out,
+        "Per class: p99 wait / longest wait / max phases seen while waiting (not preempted, preempted) / verdict.\n"
+    );
+    let _ = writeln!(out, "| scenario | lock | acq/s | read | intent | write |");
+    let _ = writeln!(out, "|---|---|---:|---|---|---|");
+    for (sc, rs) in all {
+        for r in rs {
+            let cell = |class: Class| {
+                r.classes[class.index()].as_ref().map_or("–".to_owned(), |c| {
+                    format!(
+                        "{} / {} / {}, {} / {}",
+                        fmt_ns(c.waits.quantile(0.99)),
+                        fmt_ns(c.waits.max),
+                        c.max_phases_clean,
+                        c.max_phases_preempted,
+                        r.verdict(class).map_or("", Verdict::name)
+                    )
+                })
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {} |",
+                sc.id,
+                r.lock,
+                fmt_rate(r.total() as f64 / r.secs),
+                cell(Class::Read),
+                cell(Class::Intent),
+                cell(Class::Write)
+            );
+        }
+    }
+    out
+}
+
 /// Judges the goals of issue #3 that this run can judge.
 fn goals(all: &[(&Scenario, Vec<RunResult>)]) -> String {
     let mut out = String::new();
@@ -715,7 +760,10 @@ fn goals(all: &[(&Scenario, Vec<RunResult>)]) -> String {
     let mut worst = 0;
     let mut over = 0;
     let mut worst_pre = 0;
+    let mut over_pre = 0;
+    let mut samples = 0;
     let mut detail = Vec::new();
+    let mut detail_pre = Vec::new();
     for (sc, rs) in all {
         let Some(o) = ours(rs) else { continue };
         for class in [Class::Read, Class::Intent] {
@@ -723,8 +771,20 @@ fn goals(all: &[(&Scenario, Vec<RunResult>)]) -> String {
                 worst = worst.max(c.max_phases_clean);
                 worst_pre = worst_pre.max(c.max_phases_preempted);
                 over += c.clean_over(2);
+                over_pre += c.preempted_over(2);
+                samples += c.waits.count;
                 if c.max_phases_clean > 2 {
                     detail.push(format!("{} {} saw {}", sc.id, class.name(), c.max_phases_clean));
+                }
+                if c.max_phases_preempted > 2 {
+                    detail_pre.push(format!(
+                        "{} {}: {} of {} preempted samples, largest {}",
+                        sc.id,
+                        class.name(),
+                        c.preempted_over(2),
+                        c.preempted,
+                        c.max_phases_preempted
+                    ));
                 }
             }
         }
@@ -732,9 +792,11 @@ fn goals(all: &[(&Scenario, Vec<RunResult>)]) -> String {
     let _ = writeln!(
         out,
         "* Phase bound (a waiting read or intent request of ours sees ≤ 2 other phases begin), every scenario: largest count \
-         over samples not preempted {worst} ({over} samples above 2{}) — {}. Preempted samples, reported apart: largest {worst_pre}.",
+         over samples not preempted {worst} ({over} samples above 2{}) — {}. Preempted samples, reported apart: largest \
+         {worst_pre}, {over_pre} of {samples} shared-class samples above 2{}.",
         if detail.is_empty() { String::new() } else { format!(": {}", detail.join("; ")) },
-        mark(worst <= 2)
+        mark(worst <= 2),
+        if detail_pre.is_empty() { String::new() } else { format!(" ({})", detail_pre.join("; ")) },
     );
 
     // Plain rwlock worst-case wait for the class each stock lock lets starve.
@@ -808,6 +870,9 @@ fn main() {
         }
         all.push((sc, run.results));
     }
+    let m = summary(&all);
+    println!("{m}");
+    let _ = writeln!(out, "{m}");
     let g = goals(&all);
     println!("{g}");
     let _ = writeln!(out, "{g}");

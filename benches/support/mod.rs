@@ -539,16 +539,25 @@ pub fn estimate_ns(id: &str, samples: usize) -> Option<f64> {
 }
 
 /// The commit the working tree is at, for report headers (`unknown` outside
-/// git).
+/// git), with `+dirty` appended when the lock's sources (`src/`, `Cargo.toml`)
+/// differ from it: the numbers then describe the working tree.
 pub fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".to_owned())
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        None => "unknown".to_owned(),
+        Some(head) => match git(&["status", "--porcelain", "--", "src", "Cargo.toml"]) {
+            Some(s) if !s.is_empty() => format!("{head}+dirty"),
+            _ => head,
+        },
+    }
 }
 
 /// A one-line description of this machine: CPU model and core count.
