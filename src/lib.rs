@@ -68,8 +68,9 @@
 //!
 //! # Costs
 //!
-//! * Uncontended acquire: one load and one compare-and-swap; uncontended
-//!   release: one `fetch_sub`. Both inlined; everything else is `#[cold]`.
+//! * Uncontended acquire: one compare-and-swap (after one load, for the
+//!   shared modes); uncontended release: one `fetch_sub`. Both inlined;
+//!   everything else is `#[cold]`.
 //! * Waiting: a short bounded spin, then a Linux futex private to the
 //!   waiter, so a wake-up reaches exactly the threads being admitted (other
 //!   Unix targets park the thread through `std`).
@@ -80,7 +81,7 @@
 //!
 //! Like every `lock_api` lock, a `PhaseLock` is never poisoned: a panic
 //! inside a critical section drops the guard, which releases the lock, and
-//! other threads go on. Acquiring more than 2^28 − 1 read (or intent) holds at
+//! other threads go on. Acquiring more than 2^27 read (or intent) holds at
 //! once panics, before the lock's state is touched.
 //!
 //! # lock_api

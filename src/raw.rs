@@ -26,7 +26,7 @@ use lock_api::GuardSend;
 use crate::fairness::{admits_into_running_phase, downgrade_admits, may_enter, next_phase};
 use crate::park::{Parker, SpinWait, WaitResult};
 use crate::state::{
-    HOLDERS_MASK, Kind, LAST_MASK, QUEUE_LOCKED, WAITING_MASK, WRITER, holders, holding_kind, last_kind, with_holders,
+    HOLDERS_MASK, Kind, QUEUE_LOCKED, WAITING_MASK, WRITER, holders, holding_kind, last_kind, with_holders, with_last,
 };
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed};
@@ -120,26 +120,40 @@ impl RawPhaseLock {
     // ----------------------------------------------------------------------
 
     /// Enters in `kind` if the fairness policy lets a new request in now.
-    /// Never waits; retries only when a concurrent change of the state word
-    /// made its compare-and-swap fail.
+    /// Never waits.
+    ///
+    /// The fast path is one compare-and-swap: from exactly `0` for a writer
+    /// (free, nobody queued), from the current word for a shared kind, after
+    /// one mask test that checks both the policy and the count's limit.
     #[inline]
     fn try_enter(&self, kind: Kind) -> bool {
+        // Acquire on success (here and below): entering the lock must see
+        // everything the previous holders wrote before their release.
+        let entered = if kind == Kind::Write {
+            self.state.compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        } else {
+            let s = self.state.load(Ordering::Relaxed);
+            s & kind.fast_blockers() == 0
+                && self.state.compare_exchange(s, s + kind.one(), Ordering::Acquire, Ordering::Relaxed).is_ok()
+        };
+        entered || self.try_enter_slow(kind)
+    }
+
+    /// The fast path failed: decide again with the full policy, retrying as
+    /// long as only concurrent changes of the word made the swap fail, and
+    /// panic if the count is full.
+    #[cold]
+    #[inline(never)]
+    fn try_enter_slow(&self, kind: Kind) -> bool {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if !may_enter(kind, s) {
                 return false;
             }
-            if holders(s, kind) == kind.max_holders() {
+            if holders(s, kind) >= kind.max_holders() {
                 overflow(kind);
             }
-            // Acquire: entering the lock must see everything the previous
-            // holders wrote before their release.
-            match self.state.compare_exchange_weak(
-                s,
-                with_holders(s, kind, 1, true),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
+            match self.state.compare_exchange_weak(s, with_holders(s, kind, 1), Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(now) => s = now,
             }
@@ -162,22 +176,25 @@ impl RawPhaseLock {
         // Release: the next holder must see this critical section's writes.
         let prev = self.state.fetch_sub(kind.one(), Ordering::Release);
         debug_assert!(holders(prev, kind) != 0, "phase-lock: released a {} hold that was not held", kind.name());
-        if holders(prev, kind) == 1 && prev & WAITING_MASK != 0 {
-            self.handoff();
+        if prev & WAITING_MASK != 0 {
+            self.release_contended(prev, kind);
+        }
+    }
+
+    /// Somebody waited when we released. If we were the last holder, the
+    /// phase is over: hand the lock over.
+    #[cold]
+    #[inline(never)]
+    fn release_contended(&self, prev: u64, kind: Kind) {
+        if holders(prev, kind) == 1 {
+            let s = self.lock_queue();
+            self.settle(s, None);
         }
     }
 
     // ----------------------------------------------------------------------
     // Slow paths
     // ----------------------------------------------------------------------
-
-    /// The last holder left while waiters were queued: hand the lock over.
-    #[cold]
-    #[inline(never)]
-    fn handoff(&self) {
-        let s = self.lock_queue();
-        self.settle(s, None);
-    }
 
     /// Queues a request of `kind` and waits for its admission.
     #[cold]
@@ -198,7 +215,7 @@ impl RawPhaseLock {
         let mut s = self.lock_queue();
         loop {
             if may_enter(kind, s) {
-                if holders(s, kind) == kind.max_holders() {
+                if holders(s, kind) >= kind.max_holders() {
                     self.unlock_queue();
                     overflow(kind);
                 }
@@ -209,7 +226,7 @@ impl RawPhaseLock {
                 // AcqRel: acquire the lock; release the queue lock.
                 match self.state.compare_exchange(
                     s,
-                    with_holders(s, kind, 1, true) & !QUEUE_LOCKED,
+                    with_holders(s, kind, 1) & !QUEUE_LOCKED,
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 ) {
@@ -224,16 +241,18 @@ impl RawPhaseLock {
                 unsafe { self.push(me) };
             }
             // Publish the waiting bit and release the queue lock in one step.
+            // The first waiter also records the running phase's kind, where
+            // the round robin will start (`LAST` is 0 while nobody waits).
             // This fails if a fast path changed the holders meanwhile (for
             // example the last holder left, which it did without seeing our
             // bit): then decide again. Release: the next queue-lock holder
             // sees our link.
-            match self.state.compare_exchange(
-                s,
-                (s | kind.waiting_bit()) & !QUEUE_LOCKED,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
+            let mut new = s | kind.waiting_bit();
+            if s & WAITING_MASK == 0 {
+                debug_assert!(holding_kind(s).is_some(), "queued on a free lock with nobody waiting");
+                new = with_last(new, holding_kind(s));
+            }
+            match self.state.compare_exchange(s, new & !QUEUE_LOCKED, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => s = now,
             }
@@ -265,10 +284,10 @@ impl RawPhaseLock {
     unsafe fn downgrade_to(&self, target: Kind) {
         let mut s = self.state.load(Ordering::Relaxed);
         while s & WAITING_MASK == 0 {
-            // Nobody waits: the writer becomes one holder of `target`, and the
-            // phase is now of that kind. Release: our writes are published to
-            // the holders who join the downgraded phase.
-            let new = ((s - WRITER + target.one()) & !LAST_MASK) | target.last_bits();
+            // Nobody waits: the writer becomes one holder of `target` (and
+            // `LAST` stays 0). Release: our writes are published to the
+            // holders who join the downgraded phase.
+            let new = s - WRITER + target.one();
             match self.state.compare_exchange_weak(s, new, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(now) => s = now,
@@ -285,7 +304,7 @@ impl RawPhaseLock {
             let admit = downgrade_admits(target, s);
             let mut new = s - WRITER + target.one();
             if admit.is_some() {
-                new = (new & !LAST_MASK) | target.last_bits();
+                new = with_last(new, Some(target));
             }
             // Release: as in `downgrade_to`. The queue lock stays held.
             match self.state.compare_exchange(s, new, Ordering::Release, Ordering::Relaxed) {
@@ -327,10 +346,18 @@ impl RawPhaseLock {
             let mut after = census.counts;
             let mut new = (s & !WAITING_MASK) | queued;
             if let Some(kind) = kind.filter(|_| n != 0) {
-                new = with_holders(new, kind, n, begins_phase);
+                new = with_holders(new, kind, n);
+                if begins_phase {
+                    new = with_last(new, Some(kind));
+                }
                 after[kind as usize - 1] -= n;
                 new = (new & !WAITING_MASK) | Census { counts: after }.waiting_bits();
             }
+            // `LAST` is kept only while somebody waits.
+            if new & WAITING_MASK == 0 {
+                new = with_last(new, None);
+            }
+            debug_assert!(new & WAITING_MASK == 0 || last_kind(new).is_some(), "waiters but no LAST: {new:#x}");
             // The queue lock stays held until the admitted waiters are
             // unlinked. Acquire: a handoff must see the writes of every
             // holder whose release emptied the lock (they are earlier in this

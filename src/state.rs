@@ -2,26 +2,31 @@
 //! functions that read it.
 //!
 //! ```text
-//!  63  62 61  60   59   58   57   56 ............ 29   28 ............ 1   0
-//! +---+-----+----+----+----+----+-------------------+-------------------+---+
-//! | 0 |LAST | QL | WW | IW | RW |   intent holders  |   read holders    | W |
-//! +---+-----+----+----+----+----+-------------------+-------------------+---+
+//!  63  62 61  60   59   58   57   56  55 ......... 29   28  27 ......... 1   0
+//! +---+-----+----+----+----+----+---+---------------+---+---------------+---+
+//! | 0 |LAST | QL | WW | IW | RW | g | intent holders| g | read holders  | W |
+//! +---+-----+----+----+----+----+---+---------------+---+---------------+---+
 //!
 //!  W     WRITER          one writer holds the lock
 //!  read holders          number of read (S) holders, READ_ONE per holder
 //!  intent holders        number of intent (IX) holders, INTENT_ONE per holder
+//!  g     *_GUARD         top bit of each count: set only when the count is at
+//!                        its maximum, so one mask test on the fast path also
+//!                        rejects an entry that would overflow
 //!  RW IW WW              READ_WAITING / INTENT_WAITING / WRITE_WAITING: the
 //!                        wait queue holds at least one waiter of that kind
 //!  QL    QUEUE_LOCKED    a thread is changing the wait queue (see raw.rs)
-//!  LAST  LAST_MASK       kind of the phase that began most recently
-//!                        (1 read, 2 intent, 3 write); the round robin of
-//!                        fairness.rs starts from it when a phase ends
+//!  LAST  LAST_MASK       while waiters are queued: the kind of the running (or
+//!                        just ended) phase, where the round robin of
+//!                        fairness.rs starts; 0 whenever no waiter is queued
 //! ```
 //!
 //! At most one of the three holder fields is non-zero at any time: that is the
 //! lock's exclusion invariant. The lock is *free* when all three are zero.
 //! The waiting bits always equal the set of kinds present in the wait queue;
-//! they change only while `QUEUE_LOCKED` is held.
+//! they and `LAST` change only while `QUEUE_LOCKED` is held. Because `LAST` is
+//! kept only while somebody waits, an uncontended free lock is exactly `0`,
+//! and the write fast path is a single compare-and-swap from `0`.
 
 /// The three lock modes, named after their rwlock roles.
 ///
@@ -43,18 +48,23 @@ pub(crate) const WRITER: u64 = 1;
 const READ_SHIFT: u32 = 1;
 /// Bit position of the intent-holder count.
 const INTENT_SHIFT: u32 = 29;
-/// Width of each shared holder count.
+/// Width of each shared holder count, guard bit included.
 const COUNT_BITS: u32 = 28;
-/// The largest number of holders of one shared kind. One more panics.
-pub(crate) const MAX_SHARED: u64 = (1 << COUNT_BITS) - 1;
+/// The largest number of holders of one shared kind (2^27). One more panics.
+/// A count at the maximum is exactly the count's guard bit.
+pub(crate) const MAX_SHARED: u64 = 1 << (COUNT_BITS - 1);
 /// One read holder.
 pub(crate) const READ_ONE: u64 = 1 << READ_SHIFT;
 /// One intent holder.
 pub(crate) const INTENT_ONE: u64 = 1 << INTENT_SHIFT;
 /// All read-holder bits.
-pub(crate) const READ_MASK: u64 = MAX_SHARED << READ_SHIFT;
+pub(crate) const READ_MASK: u64 = ((1 << COUNT_BITS) - 1) << READ_SHIFT;
 /// All intent-holder bits.
-pub(crate) const INTENT_MASK: u64 = MAX_SHARED << INTENT_SHIFT;
+pub(crate) const INTENT_MASK: u64 = ((1 << COUNT_BITS) - 1) << INTENT_SHIFT;
+/// The read count is at its maximum.
+pub(crate) const READ_GUARD: u64 = MAX_SHARED << READ_SHIFT;
+/// The intent count is at its maximum.
+pub(crate) const INTENT_GUARD: u64 = MAX_SHARED << INTENT_SHIFT;
 /// Every holder bit of every kind.
 pub(crate) const HOLDERS_MASK: u64 = WRITER | READ_MASK | INTENT_MASK;
 /// A read waiter is queued.
@@ -69,7 +79,8 @@ pub(crate) const WAITING_MASK: u64 = READ_WAITING | INTENT_WAITING | WRITE_WAITI
 pub(crate) const QUEUE_LOCKED: u64 = 1 << 60;
 /// Bit position of the last phase's kind.
 const LAST_SHIFT: u32 = 61;
-/// The last phase's kind (a `Kind` discriminant, or 0 before the first phase).
+/// The running or last phase's kind while waiters are queued (a `Kind`
+/// discriminant), 0 when none is.
 pub(crate) const LAST_MASK: u64 = 3 << LAST_SHIFT;
 
 impl Kind {
@@ -100,6 +111,19 @@ impl Kind {
             Kind::Read => READ_MASK,
             Kind::Intent => INTENT_MASK,
             Kind::Write => WRITER,
+        }
+    }
+
+    /// The bits that stop a new request of this kind from entering on the
+    /// fast path: any waiter (no barging), a holder of an incompatible kind,
+    /// or this kind's count at its maximum. `s & fast_blockers() == 0`
+    /// implies `fairness::may_enter(self, s)` and that one more holder fits.
+    #[inline]
+    pub(crate) const fn fast_blockers(self) -> u64 {
+        match self {
+            Kind::Read => WAITING_MASK | WRITER | INTENT_MASK | READ_GUARD,
+            Kind::Intent => WAITING_MASK | WRITER | READ_MASK | INTENT_GUARD,
+            Kind::Write => WAITING_MASK | HOLDERS_MASK,
         }
     }
 
@@ -163,12 +187,21 @@ pub(crate) const fn last_kind(s: u64) -> Option<Kind> {
     }
 }
 
-/// `s` with `n` holders of `kind` added and `LAST` set to `kind` when
-/// `records_phase` is true. The caller has checked the count cannot overflow.
+/// `s` with `n` holders of `kind` added. The caller has checked that the
+/// count cannot overflow.
 #[inline]
-pub(crate) const fn with_holders(s: u64, kind: Kind, n: u64, records_phase: bool) -> u64 {
-    let s = s + n * kind.one();
-    if records_phase { (s & !LAST_MASK) | kind.last_bits() } else { s }
+pub(crate) const fn with_holders(s: u64, kind: Kind, n: u64) -> u64 {
+    s + n * kind.one()
+}
+
+/// `s` with `LAST` set to `kind` (or cleared, for `None`).
+#[inline]
+pub(crate) const fn with_last(s: u64, kind: Option<Kind>) -> u64 {
+    let bits = match kind {
+        Some(kind) => kind.last_bits(),
+        None => 0,
+    };
+    (s & !LAST_MASK) | bits
 }
 
 #[cfg(test)]
@@ -189,11 +222,16 @@ mod tests {
     #[test]
     fn counts_round_trip() {
         for kind in [Kind::Read, Kind::Intent, Kind::Write] {
-            let s = with_holders(0, kind, kind.max_holders(), true);
+            let s = with_last(with_holders(0, kind, kind.max_holders()), Some(kind));
             assert_eq!(holders(s, kind), kind.max_holders());
             assert_eq!(holding_kind(s), Some(kind));
             assert_eq!(last_kind(s), Some(kind));
             assert_eq!(s & !(kind.holder_mask() | LAST_MASK), 0);
+            // A full count blocks the fast path; one below does not.
+            assert_ne!(s & kind.fast_blockers(), 0);
+            if kind != Kind::Write {
+                assert_eq!(with_holders(0, kind, kind.max_holders() - 1) & kind.fast_blockers(), 0);
+            }
         }
         assert_eq!(holding_kind(LAST_MASK | WAITING_MASK | QUEUE_LOCKED), None);
     }
