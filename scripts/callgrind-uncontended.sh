@@ -47,7 +47,7 @@ done
 report=target/phase-lock-report
 mkdir -p "$report"
 {
-    echo "Instructions per uncontended lock + unlock (callgrind; commit $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))"
+    echo "Instructions per uncontended lock + unlock (callgrind; commit ${PHASE_LOCK_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)})"
     echo
     echo "| lock | read | intent | write |"
     echo "|------|-----:|-------:|------:|"

@@ -540,8 +540,13 @@ pub fn estimate_ns(id: &str, samples: usize) -> Option<f64> {
 
 /// The commit the working tree is at, for report headers (`unknown` outside
 /// git), with `+dirty` appended when the lock's sources (`src/`, `Cargo.toml`)
-/// differ from it: the numbers then describe the working tree.
+/// differ from it: the numbers then describe the working tree. When measuring
+/// an exported tree (`git archive`), which has no `.git`, set
+/// `PHASE_LOCK_COMMIT` to the commit it was exported from.
 pub fn git_commit() -> String {
+    if let Ok(c) = std::env::var("PHASE_LOCK_COMMIT") {
+        return c;
+    }
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -553,7 +558,7 @@ pub fn git_commit() -> String {
     };
     match git(&["rev-parse", "--short=12", "HEAD"]) {
         None => "unknown".to_owned(),
-        Some(head) => match git(&["status", "--porcelain", "--", "src", "Cargo.toml"]) {
+        Some(head) => match git(&["--no-optional-locks", "status", "--porcelain", "--", "src", "Cargo.toml"]) {
             Some(s) if !s.is_empty() => format!("{head}+dirty"),
             _ => head,
         },
