@@ -1,6 +1,8 @@
 //! Parking a queued waiter until it is admitted, and waking it.
 //!
-//! Each queued waiter owns one [`Parker`] on its own stack. The thread that
+//! Each queued waiter owns one [`Parker`] on its own stack; it spins for
+//! about 100 ns and then parks ([`SpinWait::before_parking`] says why it
+//! never yields). The thread that
 //! admits it calls [`Waker::wake`] exactly once. A parker's word moves
 //! `WAITING → PARKED` (the waiter is about to sleep) and `→ ADMITTED` (the
 //! lock is now the waiter's); `ADMITTED` is final.
@@ -27,33 +29,41 @@ const PARKED: u32 = 1;
 /// The waiter owns the lock. Final.
 const ADMITTED: u32 = 2;
 
-/// Bounded busy-waiting with exponential backoff, then yielding.
-///
-/// Used before parking (a handoff often arrives within a few hundred
-/// nanoseconds) and for the queue lock, which is only ever held for a few
-/// list operations.
+/// Bounded busy-waiting with exponential backoff, then (optionally) yielding.
 pub(crate) struct SpinWait {
     counter: u32,
+    spin_rounds: u32,
+    yield_rounds: u32,
 }
 
 impl SpinWait {
-    /// Spins `2^n` hints for the first `SPIN_ROUNDS` rounds.
-    const SPIN_ROUNDS: u32 = 4;
-    /// Then yields the time slice for this many more rounds.
-    const YIELD_ROUNDS: u32 = 4;
-
-    pub(crate) const fn new() -> Self {
-        SpinWait { counter: 0 }
+    /// Before parking: two short rounds of spin hints (about 100 ns), then
+    /// give up and park. No yielding: on an oversubscribed machine a waiter
+    /// that yields and is admitted meanwhile sits at the back of the run
+    /// queue while it owns the lock, holding the whole phase open; a parked
+    /// waiter is woken with the scheduler's wake-up preference instead.
+    /// Measured on 2 cores, 4 threads (read/intent 50/50 and read/write
+    /// 90/10): spin-and-yield before parking gave 0.3–1.8 M acquisitions/s,
+    /// spin-then-park 8–15 M.
+    pub(crate) const fn before_parking() -> Self {
+        SpinWait { counter: 0, spin_rounds: 2, yield_rounds: 0 }
     }
 
-    /// Waits a little. Returns `false` once the budget is spent.
+    /// For the queue lock, which is held for a few list operations and never
+    /// parks: four rounds of spinning, then yielding.
+    pub(crate) const fn for_queue_lock() -> Self {
+        SpinWait { counter: 0, spin_rounds: 4, yield_rounds: 4 }
+    }
+
+    /// Waits a little: `2^n` spin hints in round `n`, then yields. Returns
+    /// `false` once the budget is spent.
     #[inline]
     pub(crate) fn spin(&mut self) -> bool {
-        if self.counter >= Self::SPIN_ROUNDS + Self::YIELD_ROUNDS {
+        if self.counter >= self.spin_rounds + self.yield_rounds {
             return false;
         }
         self.counter += 1;
-        if cfg!(loom) || self.counter > Self::SPIN_ROUNDS {
+        if cfg!(loom) || self.counter > self.spin_rounds {
             crate::sync::yield_now();
         } else {
             for _ in 0..(1u32 << self.counter) {
@@ -121,7 +131,7 @@ impl Parker {
     /// Must be called on the thread that created the parker.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> WaitResult {
         // Under loom, spinning only multiplies the interleavings to explore.
-        let mut spin = SpinWait::new();
+        let mut spin = SpinWait::before_parking();
         loop {
             // Acquire: pairs with the waker's release swap, so everything the
             // admitting thread (and every holder before it) wrote is visible.

@@ -387,7 +387,7 @@ impl RawPhaseLock {
 
     /// Takes the queue lock; returns the state word as of taking it.
     fn lock_queue(&self) -> u64 {
-        let mut spin = SpinWait::new();
+        let mut spin = SpinWait::for_queue_lock();
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if s & QUEUE_LOCKED == 0 {
