@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use phase_lock::mm::*;
 
 const THREADS: usize = 16;
-const ITERS: usize = 4000;
+const ITERS: usize = 3000;
 /// Per-thread private anonymous regions: 8 MiB at `PRIV + tid * 16 MiB`.
 const PRIV: u64 = 0x10_0000_0000;
 const PRIV_PAGES: u64 = 4 * 512;

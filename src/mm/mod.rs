@@ -146,12 +146,28 @@
 //!    stress test checks this). W's own entry into read mode is what lets T
 //!    be released.
 //!
-//! Memory orderings are justified where they are chosen. The protocol is
-//! model-checked by `loom-tests/tests/mm_free.rs` (a fault racing a
-//! DONTNEED that frees the table, with a walker racing both, on every
-//! strategy) and exercised by `tests/mm_stress.rs`, which in the
-//! `mm-quarantine` build poisons released tables and keeps them forever, so
-//! that any access through a stale pointer panics.
+//! Memory orderings are justified where they are chosen.
+//!
+//! # How the protocol is checked
+//!
+//! * **Quarantine** (feature `mm-quarantine`, and always under loom):
+//!   released tables are poisoned (every entry [`pagetable::POISON_ENTRY`],
+//!   the descriptor marked) and kept until their address space drops;
+//!   unlinked tables are marked too. Locking or reading a released table, or
+//!   *using* (after R3's recheck, or under a read-mode hold) a table that is
+//!   merely unlinked, panics. The build also yields now and then between
+//!   reading a PMD entry and locking the table, to widen the race window.
+//! * **loom** (`loom-tests/tests/mm_free.rs`; tables have 8 entries under
+//!   loom): a fault racing a DONTNEED that empties and frees the table it is
+//!   about to lock, with a semi-locked walker racing both, on every
+//!   strategy; the fault's entry must survive exactly when the zap came
+//!   first, no frame may leak, and under Split the walker's two reads must
+//!   agree. Removing R3's recheck, or ending a Split grace period in intent
+//!   mode, makes it fail.
+//! * **Stress** (`tests/mm_stress.rs`): 16 threads on every strategy, two
+//!   address spaces sharing two files, every operation; then the invariants
+//!   ([`Mm::check_invariants`]) and per-thread shadow models. The same two
+//!   mutations make it fail in the quarantine build.
 //!
 //! # The PTL
 //!
@@ -170,7 +186,7 @@ mod vma;
 pub use error::{MmError, MmResult};
 pub use file::File;
 pub use frames::FrameAllocator;
-pub use pagetable::{Level, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TABLE_BYTES, USER_END};
+pub use pagetable::{ENTRIES, Level, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TABLE_BYTES, USER_END};
 pub use space::{Mapping, Mm, MmStats, SemiLocked};
 pub use strategy::Strategy;
 pub use vma::{Backing, Prot, Vma};

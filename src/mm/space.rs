@@ -119,10 +119,23 @@ fn check_range(start: u64, len: u64) -> MmResult<u64> {
     if !len.is_multiple_of(PAGE_SIZE) {
         return Err(MmError::Unaligned { addr: len });
     }
-    match start.checked_add(len) {
-        Some(end) if end <= USER_END => Ok(end),
-        _ => Err(MmError::OutOfRange { addr: start.saturating_add(len) }),
+    let end = match start.checked_add(len) {
+        Some(end) if end <= USER_END => end,
+        _ => return Err(MmError::OutOfRange { addr: start.saturating_add(len) }),
+    };
+    #[cfg(loom)]
+    {
+        // The loom geometry (see `ENTRIES`): small ranges of valid addresses.
+        if len > 64 * PAGE_SIZE {
+            return Err(MmError::OutOfRange { addr: end });
+        }
+        let mut a = start;
+        while a < end {
+            check_addr(a)?;
+            a += PAGE_SIZE;
+        }
     }
+    Ok(end)
 }
 
 /// Validates one address: canonical and in the user half.
@@ -132,6 +145,9 @@ fn check_addr(addr: u64) -> MmResult<()> {
         return Err(MmError::NonCanonical { addr });
     }
     if addr >= USER_END {
+        return Err(MmError::OutOfRange { addr });
+    }
+    if cfg!(loom) && [Level::Pte, Level::Pmd, Level::Pud, Level::Pgd].iter().any(|&l| index(addr, l) >= ENTRIES) {
         return Err(MmError::OutOfRange { addr });
     }
     Ok(())
