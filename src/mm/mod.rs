@@ -51,18 +51,24 @@
 //!
 //! | operation              | Classic                  | Refcount                      | Split                                  |
 //! |------------------------|--------------------------|-------------------------------|----------------------------------------|
-//! | fault, GUP             | mmap R + PTLs            | mmap R + ref + PTLs           | VMA R + PT intent + PTLs               |
-//! | DONTNEED               | mmap R + PTLs, no free   | mmap R + ref + PTLs, frees    | VMA R + PT intent + PTLs, frees        |
+//! | fault, GUP             | mmap R + PTLs            | mmap R + ref + PTLs           | PT intent + PTLs                       |
+//! | DONTNEED               | mmap R + PTLs, no free   | mmap R + ref + PTLs, frees    | PT intent + PTLs, frees                |
 //! | punch-hole (rmap)      | i_mmap R + PTLs, no free | i_mmap R + ref + PTLs, frees  | i_mmap R + PT intent + PTLs, frees     |
-//! | semi-locked walk       | mmap R                   | mmap R + ref                  | VMA R + PT read                        |
-//! | mprotect               | mmap W + PTLs            | mmap W + ref + PTLs           | VMA W + PT intent + PTLs               |
-//! | collapse (→ huge leaf) | mmap W + PTLs            | mmap W + PTLs                 | VMA R + PT write + PTLs                |
-//! | mmap                   | mmap W                   | mmap W                        | VMA W                                  |
+//! | semi-locked walk       | mmap R                   | mmap R + ref                  | PT read                                |
+//! | mprotect               | mmap W + PTLs            | mmap W + ref + PTLs           | VMA W + PT write + PTLs                |
+//! | collapse (→ huge leaf) | mmap W + PTLs            | mmap W + PTLs                 | PT write + PTLs                        |
+//! | mmap                   | mmap W                   | mmap W                        | VMA W + PT write (to publish)          |
 //! | munmap (frees tables)  | mmap W + PTLs            | mmap W + PTLs                 | VMA W + PT write + PTLs                |
 //!
 //! ("mmap" is the VMA lock, which under Classic and Refcount is the whole
 //! mmap lock; "PT" is Split's page-table `PhaseLock`; "ref" is a reference on
 //! each PTE table used: an increment and a decrement.)
+//!
+//! Under Split a change of the VMAs takes *both* locks for write (R7), so a
+//! holder of either lock sees stable VMAs, and page-table users take only the
+//! page-table lock: a fault costs one shared-lock acquisition, as under
+//! Classic. The VMA lock serializes VMA writers and serves VMA-only readers
+//! ([`Mm::vmas`], a `/proc/pid/maps`); it is never taken after `i_mmap`.
 //!
 //! # The lock order
 //!
@@ -88,10 +94,10 @@
 //! thread walks semi-locked. The protocol, in six rules:
 //!
 //! * **R1 (upper levels).** PUD and PMD tables are freed only by `munmap`,
-//!   under the VMA lock for write (Split: plus the page-table lock for
-//!   write). Any holder of the VMA lock, or of Split's page-table lock in any
-//!   mode, descends the upper levels without locks; tables are published with
-//!   a Release store and read with Acquire loads.
+//!   under the VMA lock for write (Split: and the page-table lock for
+//!   write). Any holder of the mmap lock (Classic, Refcount), or of Split's
+//!   page-table lock in any mode, descends the upper levels without locks;
+//!   tables are published with a Release store and read with Acquire loads.
 //! * **R2 (unlinking).** A PTE table is unlinked only by a thread holding the
 //!   PMD PTL *and* the table's PTL (in lock order), after checking under them
 //!   that the PMD entry still points at it and that it is empty (Refcount:
@@ -126,6 +132,12 @@
 //!   fence and releases only if the counter is zero. By the fences (Dekker),
 //!   either the releaser sees the walker, or the walker sees the cleared PMD
 //!   entry. This models the RCU read side the 2021 series used.
+//! * **R7 (VMAs under Split).** The VMA tree is replaced only while holding
+//!   the VMA lock for write *and* the page-table lock for write, so a holder
+//!   of the page-table lock in any mode reads it safely. `mmap` lists the new
+//!   mapping in the rmap before it publishes the VMA, and `munmap` removes
+//!   the VMA (so no fault can populate the range) before it updates the rmap
+//!   and zaps: a punch-hole never misses an entry a fault could install.
 //!
 //! **Why the race is safe (Split).** Let fault F and zapper Z both hold
 //! intent, F having read PMD entry `e` → T.

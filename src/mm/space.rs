@@ -195,10 +195,14 @@ enum PtHold<'a> {
     Write(#[allow(dead_code)] (Held, WriteGuard<'a, ()>)),
 }
 
-/// The VMA lock as held by an operation.
+/// The VMAs as an operation sees them.
 enum VmaHold<'a> {
+    /// Through the VMA lock for read.
     Read(#[allow(dead_code)] Held, ReadGuard<'a, VmaTree>),
+    /// Through the VMA lock for write.
     Write(#[allow(dead_code)] Held, WriteGuard<'a, VmaTree>),
+    /// Split: through the page-table lock, held in any mode (R7).
+    ViaPt(&'a VmaTree),
 }
 
 impl core::ops::Deref for VmaHold<'_> {
@@ -207,6 +211,7 @@ impl core::ops::Deref for VmaHold<'_> {
         match self {
             VmaHold::Read(_, g) => g,
             VmaHold::Write(_, g) => g,
+            VmaHold::ViaPt(t) => t,
         }
     }
 }
@@ -264,11 +269,14 @@ impl Mm {
             Backing::File { file, .. } => Some(file.clone()),
             Backing::Anon => None,
         };
-        vmas.insert(Vma { start: addr, end, prot, backing });
-        vmas.merge_around(addr, end);
+        let mut next = (*vmas).clone();
+        next.insert(Vma { start: addr, end, prot, backing });
+        next.merge_around(addr, end);
+        // R7: the rmap lists the mapping before a fault can populate it.
         if let Some(f) = file {
-            m.sync_rmap(&vmas, &f);
+            m.sync_rmap(&next, &f);
         }
+        let _pt = m.commit_vmas(&mut vmas, next);
         Ok(())
     }
 
@@ -283,10 +291,13 @@ impl Mm {
         let end = check_range(addr, len)?;
         let m = &*self.inner;
         let (_h, mut vmas) = m.vma_write();
-        let removed = vmas.remove_range(addr, end);
+        let mut next = (*vmas).clone();
+        let removed = next.remove_range(addr, end);
         if removed.is_empty() {
             return Ok(());
         }
+        // R7: from here on no fault can populate the range.
+        drop(m.commit_vmas(&mut vmas, next));
         let mut files: Vec<Arc<File>> = Vec::new();
         for v in &removed {
             if let Some(f) = v.file()
@@ -322,18 +333,18 @@ impl Mm {
     /// Handles a page fault at `addr` (any alignment): allocates missing
     /// page-table levels and maps the page. Returns the frame number.
     ///
-    /// Takes the VMA lock (mmap lock) for read; under Split the page-table
-    /// lock in intent mode; the PMD PTL to install a PTE table; the PTE PTL
-    /// to install the entry (under Refcount after taking a reference).
+    /// Takes the mmap lock for read (Classic, Refcount) or the page-table
+    /// lock in intent mode (Split, which reads the VMAs through it: R7); the
+    /// PMD PTL to install a PTE table; the PTE PTL to install the entry
+    /// (under Refcount after taking a reference).
     pub fn fault(&self, addr: u64, write: bool) -> MmResult<u64> {
         check_addr(addr)?;
         let m = &*self.inner;
-        let (_h, vmas) = m.vma_read();
+        let (vmas, _pt) = m.pt_user(Mode::Intent);
         let v = vmas.find(addr).ok_or(MmError::NotMapped { addr })?;
         if write && !v.prot.writable() {
             return Err(MmError::ReadOnly { addr });
         }
-        let _pt = m.pt_hold(Mode::Intent);
         Ok(m.fault_locked(v, addr & !(PAGE_SIZE - 1), write))
     }
 
@@ -344,11 +355,10 @@ impl Mm {
         let end = check_range(addr, len)?;
         let m = &*self.inner;
         let n = {
-            let (_h, vmas) = m.vma_read();
+            let (vmas, _pt) = m.pt_user(Mode::Intent);
             vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
-            let _pt = m.pt_hold(Mode::Intent);
             let mut n = 0;
-            // SAFETY: the VMA lock for read (Split: plus intent) keeps upper
+            // SAFETY: R1: the mmap lock for read (Split: intent) keeps upper
             // tables alive: they are freed only under the write lock.
             unsafe { m.for_each_pmd(addr, end, |pmd, idx, lo, hi| n += m.zap_slot(pmd, idx, lo, hi, true)) };
             n
@@ -365,10 +375,11 @@ impl Mm {
         let m = &*self.inner;
         let (_h, mut vmas) = m.vma_write();
         vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
-        vmas.split_at(addr);
-        vmas.split_at(end);
+        let mut next = (*vmas).clone();
+        next.split_at(addr);
+        next.split_at(end);
         let mut files: Vec<Arc<File>> = Vec::new();
-        for v in vmas.range_mut(addr, end) {
+        for v in next.range_mut(addr, end) {
             v.prot = prot;
             if let Some(f) = v.file()
                 && !files.iter().any(|g| Arc::ptr_eq(f, g))
@@ -376,12 +387,14 @@ impl Mm {
                 files.push(f.clone());
             }
         }
-        vmas.merge_around(addr, end);
+        next.merge_around(addr, end);
+        // The rmap's ranges do not change, only how they are split.
         for f in &files {
-            m.sync_rmap(&vmas, f);
+            m.sync_rmap(&next, f);
         }
         {
-            let _pt = m.pt_hold(Mode::Intent);
+            // R7: Split changes the VMAs and their entries in one write hold.
+            let _pt = m.commit_vmas(&mut vmas, next);
             // SAFETY: VMA lock for write keeps upper tables alive.
             unsafe { m.for_each_pmd(addr, end, |pmd, idx, lo, hi| m.protect_slot(pmd, idx, lo, hi, prot.writable())) };
         }
@@ -398,7 +411,7 @@ impl Mm {
     pub fn gup(&self, addr: u64, len: u64, write: bool) -> MmResult<Vec<u64>> {
         let end = check_range(addr, len)?;
         let m = &*self.inner;
-        let (_h, vmas) = m.vma_read();
+        let (vmas, _pt) = m.pt_user(Mode::Intent);
         let mut at = addr;
         while at < end {
             let v = vmas.find(at).ok_or(MmError::NotMapped { addr: at })?;
@@ -407,7 +420,6 @@ impl Mm {
             }
             at = v.end;
         }
-        let _pt = m.pt_hold(Mode::Intent);
         let mut out = Vec::with_capacity((len / PAGE_SIZE) as usize);
         let mut a = addr;
         while a < end {
@@ -426,15 +438,14 @@ impl Mm {
     }
 
     /// Holds the locks of a semi-locked walker (Classic, Refcount: the mmap
-    /// lock for read; Split: the VMA lock and the page-table lock for read)
+    /// lock for read; Split: the page-table lock for read)
     /// until the returned guard drops, so that several walks can run under
     /// one hold. Under Split they see identical tables.
     ///
     /// Do not call other operations of this `Mm` while holding it.
     pub fn semi_locked(&self) -> SemiLocked<'_> {
         let m = &*self.inner;
-        let vmas = m.vma_read();
-        let pt = m.pt_hold(Mode::Read);
+        let (vmas, pt) = m.pt_user(Mode::Read);
         if m.strategy == Strategy::Split {
             // SAFETY: R4: the page-table lock is held for read.
             unsafe { m.reclaim_locked() };
@@ -447,19 +458,18 @@ impl Mm {
     /// the table. A span that is already huge is left alone.
     ///
     /// A non-leaf → leaf change: Classic and Refcount take the mmap lock for
-    /// write; Split the VMA lock for read and the page-table lock for write.
+    /// write; Split the page-table lock for write.
     pub fn collapse(&self, addr: u64) -> MmResult<()> {
         check_addr(addr)?;
         if !addr.is_multiple_of(PMD_SIZE) {
             return Err(MmError::Unaligned { addr });
         }
         let m = &*self.inner;
-        let vmas = if m.strategy == Strategy::Split {
-            let (h, g) = m.vma_read();
-            VmaHold::Read(h, g)
+        let (vmas, _pt) = if m.strategy == Strategy::Split {
+            m.pt_user(Mode::Write)
         } else {
             let (h, g) = m.vma_write();
-            VmaHold::Write(h, g)
+            (VmaHold::Write(h, g), PtHold::None)
         };
         let v = vmas.find(addr).ok_or(MmError::NotMapped { addr })?;
         if v.end < addr + PMD_SIZE {
@@ -469,7 +479,6 @@ impl Mm {
             return Err(MmError::NotAnonymous { addr });
         }
         let writable = v.prot.writable();
-        let _pt = m.pt_hold(Mode::Write);
         // SAFETY: the VMA lock (and Split's page-table lock) keeps upper
         // tables alive.
         let pmd = unsafe { m.lookup_pmd(addr, false) }.ok_or(MmError::NotPopulated { addr })?;
@@ -526,7 +535,7 @@ impl Mm {
         let mut mapped = 0;
         let mut huge = 0;
         let mut seen = None;
-        for v in sl.vmas.1.iter() {
+        for v in sl.vmas.iter() {
             // SAFETY: the semi-locked hold keeps every linked table alive
             // (Classic: only the write lock frees; Refcount: release needs
             // the write lock; Split: read excludes every unlinker). Entries
@@ -573,7 +582,7 @@ impl Mm {
         let m = sl.m;
         let mut out = Vec::new();
         let mut seen = None;
-        for v in sl.vmas.1.iter() {
+        for v in sl.vmas.iter() {
             // SAFETY: as in `stats`.
             unsafe {
                 m.for_each_pmd(v.start, v.end, |pmd, idx, lo, _| {
@@ -746,7 +755,8 @@ impl core::fmt::Debug for Mm {
 /// The locks of a semi-locked walker, held; see [`Mm::semi_locked`].
 pub struct SemiLocked<'a> {
     m: &'a MmInner,
-    vmas: (Held, ReadGuard<'a, VmaTree>),
+    // Declared before `_pt`: dropped first (it may borrow through it).
+    vmas: VmaHold<'a>,
     _pt: PtHold<'a>,
 }
 
@@ -756,7 +766,7 @@ impl SemiLocked<'_> {
     /// table while reading it). Every page must be in a VMA.
     pub fn frames(&self, addr: u64, len: u64) -> MmResult<Vec<Option<u64>>> {
         let end = check_range(addr, len)?;
-        self.vmas.1.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
+        self.vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
         let m = self.m;
         let mut out = vec![None; (len / PAGE_SIZE) as usize];
         let slot = |a: u64| ((a - addr) / PAGE_SIZE) as usize;
@@ -829,6 +839,33 @@ impl MmInner {
     fn vma_write(&self) -> (Held, WriteGuard<'_, VmaTree>) {
         let h = Held::take(Class::Vma);
         (h, self.vmas.write())
+    }
+
+    /// What a page-table user holds to see stable VMAs and tables: the mmap
+    /// lock for read (Classic, Refcount), or the page-table lock in `mode`,
+    /// through which Split reads the VMAs (R7).
+    fn pt_user(&self, mode: Mode) -> (VmaHold<'_>, PtHold<'_>) {
+        if self.strategy != Strategy::Split {
+            let (h, g) = self.vma_read();
+            return (VmaHold::Read(h, g), PtHold::None);
+        }
+        let pt = self.pt_hold(mode);
+        // SAFETY: R7: under Split the tree is changed only by
+        // `commit_vmas`, which holds the page-table lock for write; we hold
+        // it in `mode`, which excludes write, for as long as the returned
+        // reference lives (the caller keeps the pair together, the view
+        // dropped first).
+        let tree = unsafe { &*self.vmas.data_ptr() };
+        (VmaHold::ViaPt(tree), pt)
+    }
+
+    /// Installs `next` as the VMA tree; the caller holds the VMA lock for
+    /// write. Split also takes the page-table lock for write (R7) and
+    /// returns it held.
+    fn commit_vmas<'a>(&'a self, vmas: &mut WriteGuard<'a, VmaTree>, next: VmaTree) -> PtHold<'a> {
+        let pt = self.pt_hold(Mode::Write);
+        **vmas = next;
+        pt
     }
 
     /// Split's page-table lock in `mode`; nothing under the others.
@@ -1205,7 +1242,9 @@ impl MmInner {
                     };
                     let w = if v.prot.writable() { WRITABLE } else { 0 };
                     p.t.entries[i].store(leaf(frame, file | ACCESSED | dirty | w), Ordering::Relaxed);
-                    p.t.present.fetch_add(1, Ordering::Relaxed);
+                    // A load and a store, not an RMW: the PTL serializes
+                    // every change of `present`.
+                    p.t.present.store(p.t.present.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                     return frame;
                 }
             }
@@ -1267,7 +1306,9 @@ impl MmInner {
                         }
                     }
                     self.frames.free(anon);
-                    let left = p.t.present.fetch_sub(n, Ordering::Relaxed) - n;
+                    // Under the PTL, which serializes every change of `present`.
+                    let left = p.t.present.load(Ordering::Relaxed) - n;
+                    p.t.present.store(left, Ordering::Relaxed);
                     let ptr = p.ptr;
                     drop(p);
                     if free_empty && left == 0 && self.strategy == Strategy::Split {

@@ -80,7 +80,7 @@ impl Vma {
 }
 
 /// The VMAs of one address space, keyed by start.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub(crate) struct VmaTree {
     map: BTreeMap<u64, Vma>,
 }
