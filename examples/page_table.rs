@@ -4,8 +4,9 @@
 //!
 //! * fault storm: 1, 2, 4, 8 threads fault 512 MiB of anonymous memory, each
 //!   thread in its own PTE tables (disjoint) or interleaved page by page in
-//!   the same tables (shared); best of seven runs, the strategies
-//!   interleaved so that machine noise hits them alike.
+//!   the same tables (shared); nine rounds of the three strategies back to
+//!   back (rotating order), reporting the median throughput and the median
+//!   of the per-round ratios, so that drifts of machine load cancel.
 //! * zap churn: touch 1 GiB, DONTNEED it in 2 MiB chunks (page-table memory
 //!   at peak and after), then two threads fault + DONTNEED 2 MiB chunks.
 //! * semi-locked walks during faults: two threads fault + DONTNEED while a
@@ -21,31 +22,47 @@ use phase_lock::mm::*;
 const BASE: u64 = 0x10_0000_0000;
 const GIB: u64 = 1 << 30;
 const PAGES_1G: u64 = GIB / PAGE_SIZE;
+/// Rounds per fault-storm configuration.
+const ROUNDS: usize = 9;
 
 fn mops(ops: u64, d: Duration) -> f64 {
     ops as f64 / d.as_secs_f64() / 1e6
 }
 
-/// Faults 1 GiB with `threads` threads; returns Mfaults/s.
-fn fault_storm(s: Strategy, threads: u64, shared: bool) -> f64 {
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Faults 512 MiB with `threads` threads; returns (Mfaults per second of
+/// wall time, Mfaults per second of CPU time used by the faulting threads).
+fn fault_storm(s: Strategy, threads: u64, shared: bool) -> (f64, f64) {
     let frames = FrameAllocator::new();
     let mm = Mm::new(s, &frames);
     mm.mmap(BASE, GIB / 2, Prot::ReadWrite, Backing::Anon).unwrap();
     let per = PAGES_1G / 2 / threads;
     let start = Instant::now();
-    std::thread::scope(|sc| {
-        for t in 0..threads {
-            let mm = &mm;
-            sc.spawn(move || {
-                for i in 0..per {
-                    let page = if shared { i * threads + t } else { t * per + i };
-                    mm.fault(BASE + page * PAGE_SIZE, true).unwrap();
-                }
-            });
-        }
+    let cpu: Duration = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let mm = &mm;
+                sc.spawn(move || {
+                    let c0 = thread_cpu();
+                    for i in 0..per {
+                        let page = if shared { i * threads + t } else { t * per + i };
+                        mm.fault(BASE + page * PAGE_SIZE, true).unwrap();
+                    }
+                    thread_cpu() - c0
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
     });
     let d = start.elapsed();
-    let r = mops(per * threads, d);
+    let r = (mops(per * threads, d), mops(per * threads, cpu));
     drop(mm);
     r
 }
@@ -179,38 +196,61 @@ fn punch_during_faults(s: Strategy) -> (f64, f64, u64) {
 }
 
 fn row(name: &str, v: [f64; 3], prec: usize) {
+    row_r(name, v, [v[2] / v[0], v[2] / v[1]], prec);
+}
+
+fn row_r(name: &str, v: [f64; 3], r: [f64; 2], prec: usize) {
     println!(
-        "| {name:<40} | {:>9.p$} | {:>9.p$} | {:>9.p$} | {:>8.2} | {:>8.2} |",
+        "| {name:<44} | {:>9.p$} | {:>9.p$} | {:>9.p$} | {:>8.2} | {:>8.2} |",
         v[0],
         v[1],
         v[2],
-        v[2] / v[0],
-        v[2] / v[1],
+        r[0],
+        r[1],
         p = prec
     );
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let t0 = Instant::now();
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
+    let load0 = load();
     println!(
         "phase_lock::mm page-table workloads ({} CPUs)\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "| {:<40} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} |",
+        "| {:<44} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} |",
         "workload", "classic", "refcount", "split", "s/c", "s/r"
     );
-    println!("|{:-<42}|{:-<11}|{:-<11}|{:-<11}|{:-<10}|{:-<10}|", "", "", "", "", "", "");
+    println!("|{:-<46}|{:-<11}|{:-<11}|{:-<11}|{:-<10}|{:-<10}|", "", "", "", "", "", "");
     for shared in [false, true] {
         for threads in [1u64, 2, 4, 8] {
-            let mut best = [0f64; 3];
-            for _ in 0..7 {
-                for (i, s) in Strategy::ALL.into_iter().enumerate() {
-                    best[i] = best[i].max(fault_storm(s, threads, shared));
-                }
-            }
+            // Rounds of the three strategies back to back, in rotating
+            // order: the per-round ratios cancel slow drifts of machine load.
+            let rounds: Vec<[(f64, f64); 3]> = (0..ROUNDS)
+                .map(|r| {
+                    let mut v = [(0f64, 0f64); 3];
+                    for k in 0..3 {
+                        let i = (r + k) % 3;
+                        v[i] = fault_storm(Strategy::ALL[i], threads, shared);
+                    }
+                    v
+                })
+                .collect();
             let kind = if shared { "shared" } else { "disjoint" };
-            row(&format!("fault storm, {kind} tables, {threads} thr (M/s)"), best, 2);
+            for (unit, pick) in [("M/s", 0), ("M/CPU-s", 1)] {
+                let g = |x: &[(f64, f64); 3], i: usize| if pick == 0 { x[i].0 } else { x[i].1 };
+                let med = |f: &dyn Fn(&[(f64, f64); 3]) -> f64| median(rounds.iter().map(f).collect());
+                let v = [med(&|x| g(x, 0)), med(&|x| g(x, 1)), med(&|x| g(x, 2))];
+                let r = [med(&|x| g(x, 2) / g(x, 0)), med(&|x| g(x, 2) / g(x, 1))];
+                row_r(&format!("fault storm, {kind}, {threads} thr ({unit})"), v, r, 2);
+            }
         }
     }
     let churn: Vec<Churn> = Strategy::ALL.into_iter().map(zap_churn).collect();
@@ -232,5 +272,9 @@ fn main() {
     line("... after / peak", p(&|i| format!("{:.2}%", 100.0 * churn[i].after_kb as f64 / churn[i].peak_kb as f64)));
     line("page tables after punching the file (kB)", p(&|i| punch[i].2.to_string()));
     line("semi-locked walks that saw a change", p(&|i| format!("{}/{}", walks[i].2, walks[i].3)));
-    println!("\n(s/c: split ÷ classic; s/r: split ÷ refcount; total {:.1} s)", t0.elapsed().as_secs_f64());
+    println!(
+        "\nload average before: {load0}; after: {}\n(s/c: split ÷ classic; s/r: split ÷ refcount (fault storms: median of per-round ratios); total {:.1} s)",
+        load(),
+        t0.elapsed().as_secs_f64()
+    );
 }
