@@ -22,6 +22,9 @@ use phase_lock::mm::*;
 const BASE: u64 = 0x10_0000_0000;
 const GIB: u64 = 1 << 30;
 const PAGES_1G: u64 = GIB / PAGE_SIZE;
+/// One round of a fault storm: (wall, CPU-time) throughput per strategy.
+type Round = [(f64, f64); 3];
+
 /// Rounds per fault-storm configuration.
 const ROUNDS: usize = 9;
 
@@ -233,7 +236,7 @@ fn main() {
         for threads in [1u64, 2, 4, 8] {
             // Rounds of the three strategies back to back, in rotating
             // order: the per-round ratios cancel slow drifts of machine load.
-            let rounds: Vec<[(f64, f64); 3]> = (0..ROUNDS)
+            let rounds: Vec<Round> = (0..ROUNDS)
                 .map(|r| {
                     let mut v = [(0f64, 0f64); 3];
                     for k in 0..3 {
@@ -245,8 +248,8 @@ fn main() {
                 .collect();
             let kind = if shared { "shared" } else { "disjoint" };
             for (unit, pick) in [("M/s", 0), ("M/CPU-s", 1)] {
-                let g = |x: &[(f64, f64); 3], i: usize| if pick == 0 { x[i].0 } else { x[i].1 };
-                let med = |f: &dyn Fn(&[(f64, f64); 3]) -> f64| median(rounds.iter().map(f).collect());
+                let g = |x: &Round, i: usize| if pick == 0 { x[i].0 } else { x[i].1 };
+                let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
                 let v = [med(&|x| g(x, 0)), med(&|x| g(x, 1)), med(&|x| g(x, 2))];
                 let r = [med(&|x| g(x, 2) / g(x, 0)), med(&|x| g(x, 2) / g(x, 1))];
                 row_r(&format!("fault storm, {kind}, {threads} thr ({unit})"), v, r, 2);
