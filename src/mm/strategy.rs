@@ -21,8 +21,11 @@ pub enum Strategy {
     /// [`PhaseLock`](crate::PhaseLock). Faults, zaps, GUP walks and rmap
     /// punch-holes take the page-table lock in intent mode plus PTLs;
     /// semi-locked walks take it in read mode and no PTLs, so nothing changes
-    /// or frees a table under them; collapse (non-leaf → leaf) and `munmap`
-    /// take it for write. DONTNEED and punch-hole free empty PTE tables.
+    /// or frees a table under them; collapse (non-leaf → leaf), `munmap`
+    /// and every change of the VMAs take it for write (VMA changes take the
+    /// VMA lock too, so page-table users read the VMAs through the
+    /// page-table lock alone). DONTNEED and punch-hole free empty PTE
+    /// tables.
     Split,
 }
 
