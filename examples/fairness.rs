@@ -7,6 +7,7 @@
 //! cargo run --release --example fairness                          # about 1 minute
 //! PHASE_LOCK_BENCH_QUICK=1 cargo run --release --example fairness # CI smoke, about 15 s
 //! PHASE_LOCK_REPORT_SECS=5 cargo run --release --example fairness # longer runs
+//! PHASE_LOCK_REPORT_ONLY=all-three-2-2-2 cargo run --release --example fairness # one scenario
 //! ```
 //!
 //! It prints one table per scenario and writes `fairness.md` and one SVG per
@@ -852,8 +853,9 @@ fn main() {
         set.inside.units,
         support::ns_per_unit()
     );
+    let only = std::env::var("PHASE_LOCK_REPORT_ONLY").ok();
     let mut all = Vec::new();
-    for sc in &SCENARIOS {
+    for sc in SCENARIOS.iter().filter(|sc| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == sc.id))) {
         eprintln!("{}", sc.title);
         let mut run = RunAll { sc, set: &set, results: Vec::new() };
         if sc.plain {
