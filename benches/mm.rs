@@ -2,7 +2,7 @@
 //! strategies (Classic, Refcount, Split).
 //!
 //! ```sh
-//! cargo bench --features mm --bench mm                 # about 2 minutes on 2 cores
+//! cargo bench --features mm --bench mm                 # about 4 minutes on 2 cores
 //! cargo bench --features mm --bench mm -- fault_storm  # criterion's filter works as usual
 //! ```
 //!

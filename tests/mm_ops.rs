@@ -46,6 +46,11 @@ fn bad_input_is_an_error() {
         assert_eq!(mm.mprotect(BASE, 2 * MB2, rw), Err(MmError::NotMapped { addr: BASE + MB2 }));
         assert_eq!(mm.walk_semilocked(BASE + MB2, 4096), Err(MmError::NotMapped { addr: BASE + MB2 }));
         assert_eq!(mm.collapse(BASE + 4096), Err(MmError::Unaligned { addr: BASE + 4096 }));
+        let huge = (MAX_WALK_PAGES + 1) * PAGE_SIZE;
+        mm.mmap(1 << 40, huge, rw, Backing::Anon).unwrap();
+        assert_eq!(mm.gup(1 << 40, huge, false), Err(MmError::TooLarge { len: huge }));
+        assert_eq!(mm.walk_semilocked(1 << 40, huge), Err(MmError::TooLarge { len: huge }));
+        mm.munmap(1 << 40, huge).unwrap();
         assert_eq!(mm.collapse(BASE), Err(MmError::NotPopulated { addr: BASE }));
         assert_eq!(mm.munmap(BASE, 0), Err(MmError::ZeroLength));
         let f = File::new(frames);

@@ -53,6 +53,14 @@ pub enum MmError {
         /// The start of the 2 MiB span.
         addr: u64,
     },
+    /// A GUP or semi-locked walk over more than [`MAX_WALK_PAGES`] pages
+    /// (its result would be a vector of that many frames).
+    ///
+    /// [`MAX_WALK_PAGES`]: super::MAX_WALK_PAGES
+    TooLarge {
+        /// The requested length in bytes.
+        len: u64,
+    },
     /// A collapse that found the table in use and gave up (Refcount only).
     Busy {
         /// The start of the 2 MiB span.
@@ -74,6 +82,7 @@ impl fmt::Display for MmError {
             MmError::NotPopulated { addr } => {
                 write!(f, "the 2 MiB span at {addr:#x} is not one fully populated PTE table of one VMA")
             }
+            MmError::TooLarge { len } => write!(f, "a walk of {len:#x} bytes is too large"),
             MmError::Busy { addr } => write!(f, "the PTE table at {addr:#x} is in use"),
         }
     }

@@ -199,6 +199,6 @@ pub use error::{MmError, MmResult};
 pub use file::File;
 pub use frames::FrameAllocator;
 pub use pagetable::{ENTRIES, Level, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TABLE_BYTES, USER_END};
-pub use space::{Mapping, Mm, MmStats, SemiLocked};
+pub use space::{MAX_WALK_PAGES, Mapping, Mm, MmStats, SemiLocked};
 pub use strategy::Strategy;
 pub use vma::{Backing, Prot, Vma};

@@ -138,6 +138,18 @@ fn check_range(start: u64, len: u64) -> MmResult<u64> {
     Ok(end)
 }
 
+/// The most pages one GUP or semi-locked walk returns (4 GiB worth).
+pub const MAX_WALK_PAGES: u64 = 1 << 20;
+
+/// Validates the range of a walk that returns one item per page.
+fn check_walk(start: u64, len: u64) -> MmResult<u64> {
+    let end = check_range(start, len)?;
+    if len / PAGE_SIZE > MAX_WALK_PAGES {
+        return Err(MmError::TooLarge { len });
+    }
+    Ok(end)
+}
+
 /// Validates one address: canonical and in the user half.
 fn check_addr(addr: u64) -> MmResult<()> {
     let top = addr >> 47;
@@ -409,7 +421,7 @@ impl Mm {
     /// faulting in missing pages (and, for `write`, requiring writable
     /// mappings), each read under its PTL.
     pub fn gup(&self, addr: u64, len: u64, write: bool) -> MmResult<Vec<u64>> {
-        let end = check_range(addr, len)?;
+        let end = check_walk(addr, len)?;
         let m = &*self.inner;
         let (vmas, _pt) = m.pt_user(Mode::Intent);
         let mut at = addr;
@@ -765,7 +777,7 @@ impl SemiLocked<'_> {
     /// mapped), read without PTLs (Refcount: holding a reference on each PTE
     /// table while reading it). Every page must be in a VMA.
     pub fn frames(&self, addr: u64, len: u64) -> MmResult<Vec<Option<u64>>> {
-        let end = check_range(addr, len)?;
+        let end = check_walk(addr, len)?;
         self.vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
         let m = self.m;
         let mut out = vec![None; (len / PAGE_SIZE) as usize];
