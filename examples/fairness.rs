@@ -52,9 +52,15 @@
 //!   so the harness cannot tell "the phase went on" from "a new phase of the
 //!   same class began". A same-class phase can never count against a waiting
 //!   request of that class anyway (it would have been admitted into it). (2)
-//!   `s0` is read a few instructions *before* the lock queues the request, so
-//!   a phase that begins on another core in that window is counted although
-//!   the lock could not prevent it; that can only make the count higher.
+//!   The harness sees a phase begin when its first holder *starts its
+//!   critical section*, which for a handoff to a parked waiter is a futex
+//!   wake-up (microseconds) after the lock began the phase; and `s0` is read
+//!   before the lock queues the request (the lock first takes its internal
+//!   queue lock, which can take a while under contention). So a phase the
+//!   lock began before the request was queued can be counted against it,
+//!   and a request can even see two such phases. Both effects can only make
+//!   the count higher than the lock's own count from the moment it queues,
+//!   which is what the contract bounds; the report cannot separate them.
 //! * **Preempted samples.** A thread preempted between reading `s0` and
 //!   queueing in the lock can see any number of phases begin before it even
 //!   asks. The harness therefore reads the thread's involuntary context
