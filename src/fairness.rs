@@ -54,7 +54,12 @@
 //!   itself still linked (it unlinks, recomputes the waiting bits from the
 //!   queue, and returns `None`) or finds itself already unlinked by a handoff,
 //!   in which case it owns the lock and returns it: ownership is never lost
-//!   and never handed to an empty kind, and no waiting bit outlives its waiters.
+//!   and never handed to an empty kind, and no waiting bit outlives its
+//!   waiters. One exception keeps the lock's memory safe: if the lock is
+//!   empty with a handoff pending (its last holder left while waiters were
+//!   queued and is on its way to the queue lock), the leaving waiter only
+//!   unlinks itself, and the releaser recomputes the bits a moment later
+//!   (`RawPhaseLock::settle` in raw.rs).
 
 use crate::state::{Kind, WAITING_MASK, holding_kind};
 

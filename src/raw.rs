@@ -81,6 +81,18 @@ struct Waiter {
     parker: Parker,
 }
 
+/// Why [`RawPhaseLock::settle`] runs, which decides what it may do.
+#[derive(Clone, Copy)]
+enum Settle {
+    /// The caller's release emptied the lock while waiters were queued: it
+    /// owns the pending handoff.
+    Released,
+    /// A timed-out waiter has unlinked itself.
+    Left,
+    /// A writer downgraded; `Some(kind)` when that kind's waiters join.
+    Downgraded(Option<Kind>),
+}
+
 /// How many waiters of each kind the queue holds.
 #[derive(Default)]
 struct Census {
@@ -188,7 +200,7 @@ impl RawPhaseLock {
     fn release_contended(&self, prev: u64, kind: Kind) {
         if holders(prev, kind) == 1 {
             let s = self.lock_queue();
-            self.settle(s, None);
+            self.settle(s, Settle::Released);
         }
     }
 
@@ -267,7 +279,7 @@ impl RawPhaseLock {
         if waiter.linked.load(Ordering::Relaxed) {
             // SAFETY: we hold the queue lock.
             unsafe { self.drain(|w| ptr::eq(w, me), u64::MAX) };
-            self.settle(s, None);
+            self.settle(s, Settle::Left);
             return false;
         }
         self.unlock_queue();
@@ -308,7 +320,7 @@ impl RawPhaseLock {
             }
             // Release: as in `downgrade_to`. The queue lock stays held.
             match self.state.compare_exchange(s, new, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return self.settle(new, admit),
+                Ok(_) => return self.settle(new, Settle::Downgraded(admit)),
                 Err(now) => s = now,
             }
         }
@@ -316,14 +328,33 @@ impl RawPhaseLock {
 
     /// With the queue lock held and `s` a recent state, applies the fairness
     /// policy: hands a free lock to the next kind, or lets waiters join the
-    /// running phase (rule 5), or — when `forced` names a kind — admits every
-    /// waiter of that kind into the running phase (a downgrade). Recomputes
+    /// running phase (rule 5), or — after a downgrade that admits a kind —
+    /// admits every waiter of that kind into the running phase. Recomputes
     /// the waiting bits, releases the queue lock and wakes whoever it admitted.
-    fn settle(&self, mut s: u64, forced: Option<Kind>) {
+    ///
+    /// **Who hands off a free lock.** When the last holder leaves while
+    /// waiters are queued, its `fetch_sub` leaves the lock empty with waiting
+    /// bits set: *handoff pending*. Only that releaser (`Settle::Released`)
+    /// may then hand off. Any other thread that finds the lock empty here
+    /// (a waiter leaving on timeout) unlinks itself and touches nothing else:
+    /// the waiting bits stay set, so no request can enter until the releaser
+    /// arrives, recomputes them and hands off. This keeps the releaser's own
+    /// accesses to the lock, after its release, ahead of every later holder —
+    /// a lock embedded in memory that its next holder frees stays sound.
+    fn settle(&self, mut s: u64, why: Settle) {
+        let forced = match why {
+            Settle::Downgraded(admit) => admit,
+            Settle::Released | Settle::Left => None,
+        };
         // SAFETY (for the unsafe queue calls below): we hold the queue lock.
         let census = unsafe { self.census() };
         let queued = census.waiting_bits();
         loop {
+            if s & HOLDERS_MASK == 0 && !matches!(why, Settle::Released) {
+                // Handoff pending: the releaser is on its way (see above).
+                self.unlock_queue();
+                return;
+            }
             // Who enters, how many, and whether a new phase begins.
             let (kind, n, begins_phase) = match (holding_kind(s), forced) {
                 (Some(_), Some(kind)) => (Some(kind), census.count(kind), false),

@@ -206,3 +206,49 @@ fn downgrade_to_intent_keeps_readers_out() {
         assert_idle(&lock);
     });
 }
+
+/// A lock that its next holder frees (the last user of a refcounted object,
+/// say): the releasing thread must not touch the lock after another thread
+/// can have acquired it, even when a timed-out waiter leaves in between
+/// (loom fails the model on any access to the freed lock).
+#[test]
+fn lock_freed_by_its_next_holder() {
+    model(|| {
+        struct Shared(*const RawPhaseLock);
+        // SAFETY: the pointer is used under the protocol this test checks.
+        unsafe impl Send for Shared {}
+        let lock: *const RawPhaseLock = Box::into_raw(Box::new(RawPhaseLock::new()));
+        // SAFETY (for every dereference of `lock` below): the box is alive
+        // until the freeing thread, holding the lock after every other user
+        // is done with it, frees it.
+        let held = unsafe { &*lock }.lock_exclusive();
+        let timed_done = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let (timed, freer, done) = (Shared(lock), Shared(lock), timed_done.clone());
+        let t = thread::spawn(move || {
+            let timed = timed;
+            let l = unsafe { &*timed.0 };
+            if let Some(g) = l.try_lock_exclusive_for(Duration::from_secs(1)) {
+                // SAFETY: we hold the acquisition we release.
+                unsafe { l.unlock_exclusive(g) };
+            }
+            done.store(true, loom::sync::atomic::Ordering::Release);
+        });
+        let f = thread::spawn(move || {
+            let freer = freer;
+            let l = unsafe { &*freer.0 };
+            let g = l.lock_exclusive();
+            // The last user: wait until the timed waiter has left the lock.
+            while !timed_done.load(loom::sync::atomic::Ordering::Acquire) {
+                thread::yield_now();
+            }
+            // SAFETY: we hold the acquisition we release.
+            unsafe { l.unlock_exclusive(g) };
+            // SAFETY: nobody uses the lock any more; the box came from Box::into_raw.
+            drop(unsafe { Box::from_raw(freer.0.cast_mut()) });
+        });
+        // SAFETY: we hold the write acquisition taken above.
+        unsafe { (*lock).unlock_exclusive(held) };
+        t.join().unwrap();
+        f.join().unwrap();
+    });
+}
