@@ -45,10 +45,15 @@
 //!    in the fixed round robin read → intent → write → read …, skipping kinds
 //!    with no waiter; every waiter of a shared kind enters together at the
 //!    start of its phase, and a write phase is one writer.
-//! 4. **Bound.** From the moment a read or intent request waits to the moment
-//!    it enters, at most **two** other phases begin. Writers are FIFO among
-//!    themselves; a writer with `k` writers ahead waits for at most `3k + 2`
-//!    other phases.
+//! 4. **Bound.** From the moment a read or intent request is queued to the
+//!    moment it enters, at most **two** other phases begin. Writers are FIFO
+//!    among themselves; a writer with `k` writers queued ahead waits for at
+//!    most `3k + 2` other phases. A request is queued when the lock publishes
+//!    its waiting bit, under a short internal queue lock, right after its
+//!    fast path fails; the few hundred nanoseconds before that are not
+//!    ordered, so a thread descheduled there, or one that keeps losing the
+//!    queue lock, can see more phases begin counted from its call (the
+//!    fairness report measures from the call and shows how often).
 //! 5. **Leaving.** try-locks never wait and never queue. A request that times
 //!    out leaves no trace: it either leaves the queue (clearing its kind's
 //!    waiting flag if it was the last of its kind, and letting in the waiters
