@@ -29,7 +29,8 @@ const PARKED: u32 = 1;
 /// The waiter owns the lock. Final.
 const ADMITTED: u32 = 2;
 
-/// Bounded busy-waiting with exponential backoff, then (optionally) yielding.
+/// Bounded busy-waiting with exponential backoff, then (optionally) yielding,
+/// before a waiter parks.
 pub(crate) struct SpinWait {
     counter: u32,
     spin_rounds: u32,
@@ -49,12 +50,6 @@ impl SpinWait {
         SpinWait { counter: 0, spin_rounds: 2, yield_rounds: 0 }
     }
 
-    /// For the queue lock, which is held for a few list operations and never
-    /// parks: four rounds of spinning, then yielding.
-    pub(crate) const fn for_queue_lock() -> Self {
-        SpinWait { counter: 0, spin_rounds: 4, yield_rounds: 4 }
-    }
-
     /// Waits a little: `2^n` spin hints in round `n`, then yields. Returns
     /// `false` once the budget is spent.
     #[inline]
@@ -71,14 +66,6 @@ impl SpinWait {
             }
         }
         true
-    }
-
-    /// Waits a little, yielding once the spin budget is spent. Never gives up.
-    #[inline]
-    pub(crate) fn spin_or_yield(&mut self) {
-        if !self.spin() {
-            crate::sync::yield_now();
-        }
     }
 }
 
