@@ -116,9 +116,7 @@ impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> RwLockIntentGuard<'a, R, T> {
     where
         F: FnOnce(&T) -> &U,
     {
-        let data = NonNull::from(f(&*s));
-        let (raw, guard) = Self::into_parts(s);
-        MappedRwLockIntentGuard { raw, data, marker: PhantomData, guard: ManuallyDrop::new(guard) }
+        narrow_always(s, f)
     }
 
     /// Narrows the guard to a component of the locked data, or gives the
@@ -128,20 +126,7 @@ impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> RwLockIntentGuard<'a, R, T> {
     where
         F: FnOnce(&T) -> Option<&U>,
     {
-        let Some(data) = f(&*s).map(NonNull::from) else {
-            return Err(s);
-        };
-        let (raw, guard) = Self::into_parts(s);
-        Ok(MappedRwLockIntentGuard { raw, data, marker: PhantomData, guard: ManuallyDrop::new(guard) })
-    }
-
-    /// Takes the raw lock and the acquisition out without releasing it.
-    fn into_parts(s: Self) -> (&'a R, R::IntentGuard) {
-        let mut s = ManuallyDrop::new(s);
-        // SAFETY: `s` is never dropped, so the state is taken exactly once.
-        let guard = unsafe { ManuallyDrop::take(&mut s.guard) };
-        // SAFETY: only used to unlock the acquisition this guard owns.
-        (unsafe { s.rwlock.raw() }, guard)
+        narrow(s, f)
     }
 }
 
@@ -211,9 +196,7 @@ impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> MappedRwLockIntentGuard<'a, R, T> {
     where
         F: FnOnce(&T) -> &U,
     {
-        let data = NonNull::from(f(&*s));
-        let (raw, guard) = Self::into_parts(s);
-        MappedRwLockIntentGuard { raw, data, marker: PhantomData, guard: ManuallyDrop::new(guard) }
+        narrow_always(s, f)
     }
 
     /// Narrows the guard further, or gives it back if `f` returns `None`.
@@ -222,17 +205,7 @@ impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> MappedRwLockIntentGuard<'a, R, T> {
     where
         F: FnOnce(&T) -> Option<&U>,
     {
-        let Some(data) = f(&*s).map(NonNull::from) else {
-            return Err(s);
-        };
-        let (raw, guard) = Self::into_parts(s);
-        Ok(MappedRwLockIntentGuard { raw, data, marker: PhantomData, guard: ManuallyDrop::new(guard) })
-    }
-
-    fn into_parts(s: Self) -> (&'a R, R::IntentGuard) {
-        let mut s = ManuallyDrop::new(s);
-        // SAFETY: `s` is never dropped, so the state is taken exactly once.
-        (s.raw, unsafe { ManuallyDrop::take(&mut s.guard) })
+        narrow(s, f)
     }
 }
 
@@ -262,6 +235,61 @@ impl<'a, R: RawIntent + 'a, T: fmt::Debug + ?Sized + 'a> fmt::Debug for MappedRw
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }
+}
+
+/// An intent guard that can give up its raw lock and acquisition without
+/// releasing them: the one thing `narrow` needs from either guard type.
+trait IntoParts<'a, R: RawIntent>: Deref {
+    fn into_parts(self) -> (&'a R, R::IntentGuard);
+}
+
+impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> IntoParts<'a, R> for RwLockIntentGuard<'a, R, T> {
+    fn into_parts(self) -> (&'a R, R::IntentGuard) {
+        let mut s = ManuallyDrop::new(self);
+        // SAFETY: `s` is never dropped, so the state is taken exactly once.
+        let guard = unsafe { ManuallyDrop::take(&mut s.guard) };
+        // SAFETY: only used to unlock the acquisition this guard owns.
+        (unsafe { s.rwlock.raw() }, guard)
+    }
+}
+
+impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> IntoParts<'a, R> for MappedRwLockIntentGuard<'a, R, T> {
+    fn into_parts(self) -> (&'a R, R::IntentGuard) {
+        let mut s = ManuallyDrop::new(self);
+        // SAFETY: `s` is never dropped, so the state is taken exactly once.
+        (s.raw, unsafe { ManuallyDrop::take(&mut s.guard) })
+    }
+}
+
+/// The body of both guards' `try_map`: narrow `s` to what `f` picks, keeping
+/// the acquisition, or give `s` back.
+#[inline]
+fn narrow<'a, R, G, U, F>(s: G, f: F) -> Result<MappedRwLockIntentGuard<'a, R, U>, G>
+where
+    R: RawIntent + 'a,
+    G: IntoParts<'a, R>,
+    U: ?Sized,
+    F: FnOnce(&G::Target) -> Option<&U>,
+{
+    let Some(data) = f(&*s).map(NonNull::from) else {
+        return Err(s);
+    };
+    let (raw, guard) = s.into_parts();
+    Ok(MappedRwLockIntentGuard { raw, data, marker: PhantomData, guard: ManuallyDrop::new(guard) })
+}
+
+/// The body of both guards' `map`.
+#[inline]
+fn narrow_always<'a, R, G, U, F>(s: G, f: F) -> MappedRwLockIntentGuard<'a, R, U>
+where
+    R: RawIntent + 'a,
+    G: IntoParts<'a, R>,
+    U: ?Sized,
+    F: FnOnce(&G::Target) -> &U,
+{
+    let data = NonNull::from(f(&*s));
+    let (raw, guard) = s.into_parts();
+    MappedRwLockIntentGuard { raw, data, marker: PhantomData, guard: ManuallyDrop::new(guard) }
 }
 
 /// Downgrading a [`WriteGuard`](crate::WriteGuard) to an intent guard.

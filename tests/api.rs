@@ -64,6 +64,10 @@ fn full_surface_from_a_glob_import() {
         let second = lock.try_intent().expect("intent holders share");
         let b: MappedIntentGuard<'_, str> = IntentGuard::map(second, |s| &s[1..]);
         assert_eq!(&*b, "b");
+        let b = MappedIntentGuard::try_map(b, |s| s.strip_prefix('x')).expect_err("no such prefix");
+        let b = MappedIntentGuard::map(b, |s| s.as_bytes());
+        assert_eq!(&*b, b"b");
+        assert!(lock.try_read().is_none(), "a mapped intent guard still holds the lock");
         let none = IntentGuard::try_map(i, |s| s.strip_prefix('x'));
         let i = none.expect_err("no such prefix");
         assert_eq!(format!("{i:?}"), "\"ab\"");
