@@ -2,8 +2,11 @@
 //! randomized run against a shadow model.
 #![cfg(feature = "mm")]
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::Rng;
 use phase_lock::mm::*;
 
 const BASE: u64 = 0x7000_0000;
@@ -192,20 +195,6 @@ fn mprotect_collapse_gup_walk() {
     });
 }
 
-/// A tiny deterministic generator (xorshift).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Random operations against a shadow model (page → mapped frame,
 /// writable), compared after every step on the touched range.
 #[test]
@@ -218,7 +207,7 @@ fn shadow_model() {
         let mut shadow: BTreeMap<u64, (u64, bool)> = BTreeMap::new();
         let mut writable = vec![true; PAGES as usize];
         let mut mapped = vec![true; PAGES as usize];
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ s as u64);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ s as u64);
         for step in 0..3000 {
             let p = rng.below(PAGES);
             let n = 1 + rng.below(64).min(PAGES - p - 1);

@@ -12,11 +12,14 @@
 //! read-mode hold must be identical.
 #![cfg(feature = "mm")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use phase_lock::mm::*;
 
 const THREADS: usize = 16;
@@ -38,19 +41,6 @@ const HOT_SPANS: u64 = 4;
 const FAR: u64 = 0x100_0000_0000;
 /// Give up (and say why) after this long without finishing.
 const WATCHDOG: Duration = Duration::from_secs(150);
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A thread's model of its private region.
 struct Shadow {
@@ -261,7 +251,7 @@ fn run(strategy: Strategy, progress: &[AtomicU64]) -> u64 {
                         writable: vec![true; PRIV_PAGES as usize],
                         frames: BTreeMap::new(),
                     };
-                    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ ((tid as u64 + 1) * 0x9e37_79b9));
+                    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d ^ ((tid as u64 + 1) * 0x9e37_79b9));
                     let far = FAR + tid as u64 * PUD_SIZE;
                     barrier.wait();
                     for _ in 0..ITERS {
