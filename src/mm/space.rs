@@ -546,29 +546,13 @@ impl Mm {
         let m = sl.m;
         let mut mapped = 0;
         let mut huge = 0;
-        let mut seen = None;
-        for v in sl.vmas.iter() {
-            // SAFETY: the semi-locked hold keeps every linked table alive
-            // (Classic: only the write lock frees; Refcount: release needs
-            // the write lock; Split: read excludes every unlinker). Entries
-            // exist only inside VMAs.
-            unsafe {
-                m.for_each_pmd(v.start, v.end, |pmd, idx, lo, _| {
-                    // Two VMAs may share a span: count it once.
-                    let span = lo & !(PMD_SIZE - 1);
-                    if seen.replace(span) == Some(span) {
-                        return;
-                    }
-                    let e = pmd.load(idx, Ordering::Acquire);
-                    if e & HUGE != 0 {
-                        huge += 1;
-                        mapped += ENTRIES as u64;
-                    } else if e != 0 {
-                        mapped += u64::from(TablePtr::from_entry(e).get().present.load(Ordering::Relaxed));
-                    }
-                })
-            };
-        }
+        sl.for_each_span(|_, _, pte_table| match pte_table {
+            None => {
+                huge += 1;
+                mapped += ENTRIES as u64;
+            }
+            Some(t) => mapped += u64::from(t.present.load(Ordering::Relaxed)),
+        });
         drop(sl);
         let tables = core::array::from_fn(|i| m.live[i].load(Ordering::Relaxed));
         let deferred = m.deferred_len.load(Ordering::Relaxed);
@@ -591,32 +575,18 @@ impl Mm {
     /// entries outside VMAs).
     pub fn mappings(&self) -> Vec<Mapping> {
         let sl = self.semi_locked();
-        let m = sl.m;
         let mut out = Vec::new();
-        let mut seen = None;
-        for v in sl.vmas.iter() {
-            // SAFETY: as in `stats`.
-            unsafe {
-                m.for_each_pmd(v.start, v.end, |pmd, idx, lo, _| {
-                    let span = lo & !(PMD_SIZE - 1);
-                    if seen.replace(span) == Some(span) {
-                        return;
+        sl.for_each_span(|span, e, pte_table| match pte_table {
+            None => out.push(Mapping { addr: span, entry: e }),
+            Some(t) => {
+                for i in 0..ENTRIES {
+                    let pe = t.load(i, Ordering::Relaxed);
+                    if pe != 0 {
+                        out.push(Mapping { addr: span + i as u64 * PAGE_SIZE, entry: pe });
                     }
-                    let e = pmd.load(idx, Ordering::Acquire);
-                    if e & HUGE != 0 {
-                        out.push(Mapping { addr: span, entry: e });
-                    } else if e != 0 {
-                        let t = TablePtr::from_entry(e).get();
-                        for i in 0..ENTRIES {
-                            let pe = t.load(i, Ordering::Relaxed);
-                            if pe != 0 {
-                                out.push(Mapping { addr: span + i as u64 * PAGE_SIZE, entry: pe });
-                            }
-                        }
-                    }
-                })
-            };
-        }
+                }
+            }
+        });
         out
     }
 
@@ -773,6 +743,34 @@ pub struct SemiLocked<'a> {
 }
 
 impl SemiLocked<'_> {
+    /// Calls `f(span, pmd_entry, pte_table)` once for each 2 MiB span that a
+    /// VMA covers and whose PMD entry is not none, in address order:
+    /// `pte_table` is the PTE table the entry points at, or `None` for a
+    /// huge leaf. Two VMAs may share a span; it is visited once.
+    fn for_each_span(&self, mut f: impl FnMut(u64, u64, Option<&Table>)) {
+        let mut seen = None;
+        for v in self.vmas.iter() {
+            // SAFETY: the semi-locked hold keeps every linked table alive
+            // (Classic: only the write lock frees; Refcount: release needs
+            // the write lock; Split: read excludes every unlinker). Entries
+            // exist only inside VMAs.
+            unsafe {
+                self.m.for_each_pmd(v.start, v.end, |pmd, idx, lo, _| {
+                    let span = lo & !(PMD_SIZE - 1);
+                    if seen.replace(span) == Some(span) {
+                        return;
+                    }
+                    let e = pmd.load(idx, Ordering::Acquire);
+                    if e & HUGE != 0 {
+                        f(span, e, None);
+                    } else if e != 0 {
+                        f(span, e, Some(TablePtr::from_entry(e).get()));
+                    }
+                })
+            };
+        }
+    }
+
     /// The mapped frames of `[addr, addr + len)` (`None` where nothing is
     /// mapped), read without PTLs (Refcount: holding a reference on each PTE
     /// table while reading it). Every page must be in a VMA.
