@@ -5,12 +5,13 @@
 //! a circular singly linked list (`tail.next` is the oldest waiter), changed
 //! only by the thread that holds the `QUEUE_LOCKED` bit of the state word.
 //!
-//! * **Fast paths** (`try_enter`, `release`) touch only the state word: a
-//!   load and one compare-and-swap to enter, one `fetch_sub` to leave.
+//! * **Fast paths** (`try_enter`, `release`) touch only the state word: one
+//!   compare-and-swap to enter (from `0` for a writer; after one load and one
+//!   mask test for the shared kinds), one `fetch_sub` and a bit test to leave.
 //! * **Slow paths** take the queue lock, then either enter (if the fairness
 //!   predicate allows it by then) or link a waiter, publish its kind's waiting
 //!   bit, and park. Whoever ends a phase while waiting bits are set takes the
-//!   queue lock and runs [`RawPhaseLock::settle`], which asks `fairness.rs`
+//!   queue lock and runs `RawPhaseLock::settle`, which asks `fairness.rs`
 //!   who is next, gives them the lock *in the state word* (so admitted waiters
 //!   already own it when they wake) and wakes exactly them.
 //!
