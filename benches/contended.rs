@@ -158,7 +158,7 @@ fn summary(plan: &Plan) {
                     .iter()
                     .filter_map(|n| get(n))
                     .fold(0.0, f64::max);
-                let ratio = get(support::Ours::NAME).filter(|_| best > 0.0).map(|o| o / best);
+                let ratio = get(<support::Ours>::NAME).filter(|_| best > 0.0).map(|o| o / best);
                 let _ = writeln!(out, " {} |", ratio.map_or("–".to_owned(), |r| format!("{r:.2}")));
             }
             let _ = writeln!(out);
@@ -193,7 +193,7 @@ fn goal_lines(plan: &Plan) -> Vec<String> {
     };
     if let Some(mix) = MIXES.iter().find(|m| m.name == "ri-50-50-0")
         && let (Some(o), Some((b, who))) =
-            (mops(mix, 100, support::Ours::NAME, 4, plan.samples), best_stock(mix, 100, 4))
+            (mops(mix, 100, <support::Ours>::NAME, 4, plan.samples), best_stock(mix, 100, 4))
     {
         let r = o / b;
         lines.push(format!(
@@ -208,7 +208,7 @@ fn goal_lines(plan: &Plan) -> Vec<String> {
         for &ns in &plan.work_ns {
             for &t in &plan.threads {
                 if let (Some(o), Some((b, who))) =
-                    (mops(mix, ns, support::Ours::NAME, t, plan.samples), best_stock(mix, ns, t))
+                    (mops(mix, ns, <support::Ours>::NAME, t, plan.samples), best_stock(mix, ns, t))
                 {
                     checked += 1;
                     if o / b < 0.9 {

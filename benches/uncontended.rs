@@ -140,7 +140,7 @@ fn summary() {
     let _ = writeln!(out, "| mode | ours ns | best stock ns (kind) | ratio | goal ≤ 1.05 |");
     let _ = writeln!(out, "|------|--------:|---------------------:|------:|-------------|");
     for (mode, kind) in [(Class::Read, Class::Read), (Class::Intent, Class::Read), (Class::Write, Class::Write)] {
-        if let (Some(o), Some(b)) = (get(support::Ours::NAME, mode), best(kind)) {
+        if let (Some(o), Some(b)) = (get(<support::Ours>::NAME, mode), best(kind)) {
             let r = o / b;
             let verdict = if r <= 1.05 { "met" } else { "missed" };
             let _ = writeln!(out, "| {} | {o:.2} | {b:.2} ({}) | {r:.3} | {verdict} |", mode.name(), kind.name());

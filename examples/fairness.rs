@@ -664,7 +664,7 @@ fn svg(sc: &Scenario, results: &[RunResult]) -> String {
                 let _ = write!(pts, "{:.1},{:.1} {:.1},{:.1} ", x, ys(prev), x, ys(f));
                 prev = f;
             }
-            let wide = if r.lock == support::Ours::NAME { 2.5 } else { 1.5 };
+            let wide = if r.lock == <support::Ours>::NAME { 2.5 } else { 1.5 };
             let _ = writeln!(
                 s,
                 r#"<polyline fill="none" stroke="{}" stroke-width="{wide}" points="{pts}"/>"#,
@@ -674,7 +674,7 @@ fn svg(sc: &Scenario, results: &[RunResult]) -> String {
     }
     for (i, r) in results.iter().enumerate() {
         let y = ph + 30.0 + 22.0 * i as f64;
-        let label = if r.lock != support::Ours::NAME && !support_native(r.lock) && !sc.plain {
+        let label = if r.lock != <support::Ours>::NAME && !support_native(r.lock) && !sc.plain {
             format!("{} (intent = write lock)", r.lock)
         } else {
             r.lock.to_owned()
@@ -732,7 +732,7 @@ fn goals(all: &[(&Scenario, Vec<RunResult>)]) -> String {
     let mut out = String::new();
     let mark = |ok: bool| if ok { "met" } else { "**missed**" };
     let find = |id: &str| all.iter().find(|(sc, _)| sc.id == id);
-    let ours = |rs: &'_ [RunResult]| rs.iter().position(|r| r.lock == support::Ours::NAME);
+    let ours = |rs: &'_ [RunResult]| rs.iter().position(|r| r.lock == <support::Ours>::NAME);
     let _ = writeln!(out, "## Goals judged by this run\n");
 
     // Two-class throughput and p99 balance.

@@ -19,7 +19,9 @@ use crate::*;
 /// How long any single expected event may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-type Lock = Arc<PhaseLock<()>>;
+/// The strict contract is checked on the strict lock; `patience_tests.rs`
+/// checks the patient rules.
+type Lock = Arc<StrictPhaseLock<()>>;
 type Log = Arc<Mutex<Vec<&'static str>>>;
 
 /// Waits until `cond` holds; a hang fails the test with `what`.
@@ -31,7 +33,7 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn raw(lock: &Lock) -> &RawPhaseLock {
+fn raw(lock: &Lock) -> &RawStrictPhaseLock {
     // SAFETY: used for read-only inspection only.
     unsafe { lock.raw() }
 }
@@ -99,7 +101,7 @@ impl Actor {
 }
 
 fn new_lock() -> (Lock, Log) {
-    (Arc::new(PhaseLock::new(())), Arc::new(Mutex::new(Vec::new())))
+    (Arc::new(StrictPhaseLock::new(())), Arc::new(Mutex::new(Vec::new())))
 }
 
 fn log_of(log: &Log) -> Vec<&'static str> {
@@ -280,7 +282,7 @@ fn downgrade_to_read_admits_waiting_readers_only() {
     let i = Actor::queue(&lock, &log, "I", Kind::Intent);
     let r1 = Actor::queue(&lock, &log, "R1", Kind::Read);
     let r2 = Actor::queue(&lock, &log, "R2", Kind::Read);
-    let g = WriteGuard::downgrade(g);
+    let g = lock_api::RwLockWriteGuard::downgrade(g);
     r1.wait_entered();
     r2.wait_entered();
     assert!(!i.has_entered());
@@ -332,7 +334,7 @@ fn downgrade_to_intent_admits_waiting_intents_without_readers() {
 #[test]
 fn holder_overflow_panics_and_leaves_the_state_alone() {
     let full = (MAX_SHARED * READ_ONE) | Kind::Read.last_bits();
-    let raw = RawPhaseLock::with_state(full);
+    let raw = RawStrictPhaseLock::with_state(full);
     let err = catch_unwind(AssertUnwindSafe(|| raw.lock_shared())).map(drop).expect_err("overflow must panic");
     let msg = err.downcast_ref::<String>().map(String::as_str).unwrap_or("");
     assert!(msg.contains("too many read holders"), "unclear panic message: {msg:?}");

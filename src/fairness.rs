@@ -61,20 +61,40 @@
 //!   unlinks itself, and the releaser recomputes the bits a moment later
 //!   (`RawPhaseLock::settle` in raw.rs).
 
-use crate::state::{Kind, WAITING_MASK, holding_kind};
+use crate::state::{HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, holding_kind};
 
-/// Rules 1 and 2: may a request of `kind` enter a lock in state `s` now,
-/// without queueing?
+/// Rules 1 and 2, and the patient rule: may a request of `kind` enter a lock
+/// in state `s` now, without queueing? `patient` is `true` for a lock with a
+/// patience above zero.
 ///
 /// A shared request may join a phase of its own kind or start one on a free
-/// lock; a write request needs a free lock. Either way, no waiter may be
-/// queued. The holder-count limit is checked by the caller, which panics.
+/// lock; a write request needs a free lock. If nobody waits, that is all.
+/// If somebody waits, a strict lock (or a patient one in its strict period)
+/// lets nobody in; a patient lock lets the request in unless the queue lock
+/// is held (its holder may be about to hand the lock off, see raw.rs) or the
+/// lock is free with a releaser on its way to hand it off (`OPEN` clear).
+/// The holder-count limit is checked by the caller, which panics.
 #[inline]
-pub(crate) const fn may_enter(kind: Kind, s: u64) -> bool {
-    if s & WAITING_MASK != 0 {
+pub(crate) const fn may_enter(kind: Kind, s: u64, patient: bool) -> bool {
+    let compatible = matches!(
+        (kind, holding_kind(s)),
+        (_, None) | (Kind::Read, Some(Kind::Read)) | (Kind::Intent, Some(Kind::Intent))
+    );
+    if !compatible {
         return false;
     }
-    matches!((kind, holding_kind(s)), (_, None) | (Kind::Read, Some(Kind::Read)) | (Kind::Intent, Some(Kind::Intent)))
+    if s & WAITING_MASK == 0 {
+        return true;
+    }
+    patient && s & (STRICT | QUEUE_LOCKED) == 0 && (s & HOLDERS_MASK != 0 || s & OPEN != 0)
+}
+
+/// Whether the strict rules (2–4) are in force for a lock in state `s`:
+/// always for a strict lock, from the moment a queued request has waited out
+/// the patience for a patient one.
+#[inline]
+pub(crate) const fn is_strict(s: u64, patient: bool) -> bool {
+    !patient || s & STRICT != 0
 }
 
 /// Rule 3: the kind whose phase begins after a phase of kind `last` ends,
@@ -149,14 +169,33 @@ mod tests {
     }
 
     #[test]
-    fn no_barging() {
+    fn no_barging_when_strict() {
         let reading = READ_ONE;
-        assert!(may_enter(Kind::Read, reading));
-        assert!(!may_enter(Kind::Intent, reading));
-        assert!(!may_enter(Kind::Write, reading));
-        assert!(!may_enter(Kind::Read, reading | INTENT_WAITING));
-        assert!(may_enter(Kind::Write, LAST_MASK));
-        assert!(!may_enter(Kind::Write, LAST_MASK | READ_WAITING));
+        for patient in [false, true] {
+            assert!(may_enter(Kind::Read, reading, patient));
+            assert!(!may_enter(Kind::Intent, reading, patient));
+            assert!(!may_enter(Kind::Write, reading, patient));
+            assert!(may_enter(Kind::Write, LAST_MASK, patient));
+        }
+        assert!(!may_enter(Kind::Read, reading | INTENT_WAITING, false));
+        assert!(!may_enter(Kind::Write, LAST_MASK | READ_WAITING, false));
+        assert!(!may_enter(Kind::Read, reading | INTENT_WAITING | STRICT, true));
+        assert!(!may_enter(Kind::Write, READ_WAITING | OPEN | STRICT, true));
+    }
+
+    #[test]
+    fn patient_barging() {
+        // Joining a running phase of one's own kind, whoever waits.
+        assert!(may_enter(Kind::Read, READ_ONE | INTENT_WAITING | WRITE_WAITING, true));
+        assert!(may_enter(Kind::Intent, INTENT_ONE | READ_WAITING, true));
+        // Never an incompatible one.
+        assert!(!may_enter(Kind::Intent, READ_ONE | READ_WAITING, true));
+        // A free lock only once nobody owes it a handoff.
+        assert!(!may_enter(Kind::Write, READ_WAITING, true));
+        assert!(may_enter(Kind::Write, READ_WAITING | OPEN, true));
+        // Not while the queue lock is held.
+        assert!(!may_enter(Kind::Read, READ_ONE | INTENT_WAITING | QUEUE_LOCKED, true));
+        assert!(may_enter(Kind::Read, READ_ONE | QUEUE_LOCKED, true));
     }
 
     #[test]
@@ -167,7 +206,7 @@ mod tests {
         for k in [Kind::Read, Kind::Intent] {
             for p in [Kind::Read, Kind::Intent, Kind::Write] {
                 for others in 0..8u64 {
-                    let mut waiting = (others << 57) | k.waiting_bit();
+                    let mut waiting = (others << WAITING_SHIFT) | k.waiting_bit();
                     let mut last = Some(p);
                     let mut begun = 0;
                     loop {

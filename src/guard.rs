@@ -9,7 +9,7 @@ use core::ptr::NonNull;
 
 use lock_api::{GuardSend, RwLock, RwLockWriteGuard};
 
-use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed, RawPhaseLock};
+use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed};
 
 /// The intent-mode methods of a `lock_api::RwLock` whose raw lock implements
 /// [`RawIntent`] — in particular of every [`PhaseLock`](crate::PhaseLock).
@@ -295,17 +295,37 @@ where
 /// Downgrading a [`WriteGuard`](crate::WriteGuard) to an intent guard.
 ///
 /// (Downgrading to a read guard is lock_api's `WriteGuard::downgrade`.)
-pub trait WriteGuardIntentExt<'a, T: ?Sized> {
+///
+/// Implemented for the write guards of every lock whose raw lock has
+/// stateless exclusive guards and implements [`RawIntentDowngrade`]: in
+/// particular [`PhaseLock`](crate::PhaseLock), [`StrictPhaseLock`](crate::StrictPhaseLock)
+/// and every [`PatientLock`](crate::PatientLock).
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = StrictPhaseLock::new(0);
+/// let mut w = lock.write();
+/// *w = 7;
+/// let i = w.downgrade_to_intent(); // still no reader can enter
+/// assert!(lock.try_read().is_none() && lock.try_intent().is_some());
+/// assert_eq!(*i, 7);
+/// ```
+pub trait WriteGuardIntentExt<'a, R: RawIntent, T: ?Sized> {
     /// Atomically turns the write lock into an intent lock: no reader or
     /// writer can enter in between. Waiting intent requests join it unless
     /// readers are waiting too (then it is the readers' turn next, and the
     /// downgraded holder finishes the write phase's turn alone).
-    fn downgrade_to_intent(self) -> RwLockIntentGuard<'a, RawPhaseLock, T>;
+    fn downgrade_to_intent(self) -> RwLockIntentGuard<'a, R, T>;
 }
 
-impl<'a, T: ?Sized + 'a> WriteGuardIntentExt<'a, T> for RwLockWriteGuard<'a, RawPhaseLock, T> {
+impl<'a, R, T> WriteGuardIntentExt<'a, R, T> for RwLockWriteGuard<'a, R, T>
+where
+    R: RawIntentDowngrade<ExclusiveGuard = GuardSend> + 'a,
+    T: ?Sized + 'a,
+{
     #[inline]
-    fn downgrade_to_intent(self) -> RwLockIntentGuard<'a, RawPhaseLock, T> {
+    fn downgrade_to_intent(self) -> RwLockIntentGuard<'a, R, T> {
         let rwlock = RwLockWriteGuard::rwlock(&self);
         // The write acquisition moves into the intent guard: the old guard
         // must not release it. Its state is the stateless `GuardSend`.

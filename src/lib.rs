@@ -106,6 +106,7 @@ mod fairness;
 mod guard;
 mod intent;
 mod park;
+mod queue;
 mod raw;
 mod state;
 mod sync;
@@ -119,17 +120,52 @@ pub mod mm;
 
 pub use guard::{MappedRwLockIntentGuard, RwLockIntentExt, RwLockIntentGuard, WriteGuardIntentExt};
 pub use intent::{RawIntent, RawIntentDowngrade, RawIntentTimed};
-pub use raw::RawPhaseLock;
+pub use raw::{DEFAULT_PATIENCE_US, RawPatientLock, RawPhaseLock, RawStrictPhaseLock};
 
 pub use lock_api;
 pub use lock_api::{RawRwLock, RawRwLockDowngrade, RawRwLockFair, RawRwLockTimed};
 
-/// A phase-fair lock with read, intent and write modes, protecting a `T`.
+/// A phase-fair lock with read, intent and write modes, protecting a `T`,
+/// with the default patience ([`DEFAULT_PATIENCE_US`]).
 ///
 /// `read`, `write`, their `try_`/timed variants, `get_mut` and `into_inner`
 /// come from [`lock_api::RwLock`]; `intent` and its variants from
 /// [`RwLockIntentExt`].
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new(1);
+/// *lock.write() += 1;
+/// assert_eq!(*lock.intent(), 2);
+/// ```
 pub type PhaseLock<T> = lock_api::RwLock<RawPhaseLock, T>;
+
+/// A phase-fair lock with patience 0: once anybody waits, nobody barges, and
+/// every change of kind is a handoff (the strict contract, rules 1–5 without
+/// the patient rule).
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = StrictPhaseLock::new(vec![1, 2]);
+/// assert_eq!(lock.read().len(), 2);
+/// assert!(lock.try_intent().is_some());
+/// ```
+pub type StrictPhaseLock<T> = lock_api::RwLock<RawStrictPhaseLock, T>;
+
+/// A phase-fair lock with a patience of `PATIENCE_US` microseconds, chosen at
+/// compile time. `PatientLock<T, 0>` is [`StrictPhaseLock<T>`];
+/// `PatientLock<T, DEFAULT_PATIENCE_US>` is [`PhaseLock<T>`].
+///
+/// ```
+/// use phase_lock::*;
+///
+/// static TABLE: PatientLock<[u8; 4], 50> = PatientLock::new([0; 4]);
+/// TABLE.write()[0] = 1;
+/// assert_eq!(TABLE.intent()[0], 1);
+/// ```
+pub type PatientLock<T, const PATIENCE_US: u32> = lock_api::RwLock<RawPatientLock<PATIENCE_US>, T>;
 
 /// A read guard of a [`PhaseLock`]; dereferences to `&T`.
 pub type ReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawPhaseLock, T>;

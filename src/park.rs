@@ -5,7 +5,9 @@
 //! never yields). The thread that
 //! admits it calls [`Waker::wake`] exactly once. A parker's word moves
 //! `WAITING → PARKED` (the waiter is about to sleep) and `→ ADMITTED` (the
-//! lock is now the waiter's); `ADMITTED` is final.
+//! lock is now the waiter's) or `→ RETRY` (a patient lock woke the waiter to
+//! try again, without handing it the lock). Both are final until the waiter
+//! itself calls [`Parker::reset`] to wait again.
 //!
 //! * Linux: the word is a futex (`FUTEX_PRIVATE_FLAG`). A waker issues
 //!   `FUTEX_WAKE` only if the waiter announced that it sleeps, so a waiter
@@ -28,6 +30,9 @@ const WAITING: u32 = 0;
 const PARKED: u32 = 1;
 /// The waiter owns the lock. Final.
 const ADMITTED: u32 = 2;
+/// The waiter was unlinked from the queue and woken to try again; it owns
+/// nothing. Final until the waiter resets its parker.
+const RETRY: u32 = 3;
 
 /// Bounded busy-waiting with exponential backoff, then (optionally) yielding,
 /// before a waiter parks.
@@ -48,6 +53,14 @@ impl SpinWait {
     /// spin-then-park 8–15 M.
     pub(crate) const fn before_parking() -> Self {
         SpinWait { counter: 0, spin_rounds: 2, yield_rounds: 0 }
+    }
+
+    /// Before queueing on a patient lock: three rounds of spin hints (about
+    /// 14 hints, a few hundred nanoseconds), retrying the lock after each.
+    /// Critical sections are often shorter than a wake-up; a request that
+    /// finds the holders gone within that window skips the queue entirely.
+    pub(crate) const fn before_queueing() -> Self {
+        SpinWait { counter: 0, spin_rounds: 3, yield_rounds: 0 }
     }
 
     /// Waits a little: `2^n` spin hints in round `n`, then yields. Returns
@@ -84,11 +97,13 @@ pub(crate) struct Waker {
     thread: Thread,
 }
 
-/// Whether a timed wait ended with the waiter admitted.
+/// How a wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitResult {
-    /// [`Waker::wake`] was called: the lock is the waiter's.
+    /// [`Waker::wake`] was called with the lock: it is the waiter's.
     Admitted,
+    /// [`Waker::wake`] was called without the lock: try again.
+    Retry,
     /// The deadline passed first.
     TimedOut,
 }
@@ -122,25 +137,39 @@ impl Parker {
         loop {
             // Acquire: pairs with the waker's release swap, so everything the
             // admitting thread (and every holder before it) wrote is visible.
-            if self.word.load(Ordering::Acquire) == ADMITTED {
-                return WaitResult::Admitted;
+            if let Some(woken) = woken(self.word.load(Ordering::Acquire)) {
+                return woken;
             }
             if cfg!(loom) || !spin.spin() {
                 break;
             }
         }
-        // Announce the sleep. Acquire on failure for the same reason as above.
-        if let Err(ADMITTED) = self.word.compare_exchange(WAITING, PARKED, Ordering::Acquire, Ordering::Acquire) {
-            return WaitResult::Admitted;
+        // Announce the sleep (a waiter that was woken and reset may already
+        // be PARKED). Acquire on failure for the same reason as above.
+        if let Err(now) = self.word.compare_exchange(WAITING, PARKED, Ordering::Acquire, Ordering::Acquire)
+            && let Some(woken) = woken(now)
+        {
+            return woken;
         }
         loop {
             if !self.sleep(deadline) {
                 return WaitResult::TimedOut;
             }
-            if self.word.load(Ordering::Acquire) == ADMITTED {
-                return WaitResult::Admitted;
+            if let Some(woken) = woken(self.word.load(Ordering::Acquire)) {
+                return woken;
             }
         }
+    }
+
+    /// After [`WaitResult::Retry`]: makes the parker ready for another wait.
+    ///
+    /// Only the owning thread calls this, after its waker has stored `RETRY`
+    /// and so is done with the word (a late `FUTEX_WAKE` on its address is a
+    /// harmless spurious wake-up).
+    pub(crate) fn reset(&self) {
+        // Relaxed: only this thread reads the word until the waiter is linked
+        // again, which happens under the queue lock.
+        self.word.store(WAITING, Ordering::Relaxed);
     }
 
     /// Sleeps while the word is `PARKED`. Returns `false` if the deadline has
@@ -179,29 +208,41 @@ impl Parker {
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         if deadline.is_some() {
             crate::sync::yield_now();
-            return self.word.load(Ordering::Acquire) == ADMITTED;
+            return woken(self.word.load(Ordering::Acquire)).is_some();
         }
         crate::sync::park();
         true
     }
 }
 
+/// What a parker word says about the wait: `None` while still waiting.
+#[inline]
+fn woken(word: u32) -> Option<WaitResult> {
+    match word {
+        ADMITTED => Some(WaitResult::Admitted),
+        RETRY => Some(WaitResult::Retry),
+        _ => None,
+    }
+}
+
 impl Waker {
-    /// Admits the waiter and wakes it if it sleeps.
+    /// Wakes the waiter: `admitted` says whether the lock is now its own
+    /// (a handoff) or whether it must try again (a patient lock's wake-up).
     ///
     /// # Safety
     ///
     /// The parker this waker came from must still be alive, which holds as
     /// long as nobody else has woken it: its owner cannot return before it
-    /// sees `ADMITTED`, which only this call stores. Call at most once.
-    pub(crate) unsafe fn wake(self) {
+    /// sees `ADMITTED` or `RETRY`, which only this call stores. Call at most
+    /// once per wait.
+    pub(crate) unsafe fn wake(self, admitted: bool) {
         // SAFETY: the parker is alive until it observes ADMITTED (caller's
         // contract); after the swap below this function touches only the
         // word's address, never its memory.
         let word = unsafe { &*self.word };
         // Release: the waiter's acquire load of ADMITTED must see the lock
         // state this handoff established.
-        let prev = word.swap(ADMITTED, Ordering::Release);
+        let prev = word.swap(if admitted { ADMITTED } else { RETRY }, Ordering::Release);
         #[cfg(all(not(loom), target_os = "linux", not(phase_lock_portable_parker)))]
         if prev == PARKED {
             // The address may already be reused by the time the kernel looks

@@ -1,43 +1,85 @@
-//! [`RawPhaseLock`]: the raw three-mode lock.
+//! [`RawPatientLock`]: the raw three-mode lock, for every patience.
 //!
-//! The lock is two words: the state word (layout in `state.rs`) and the tail
-//! of a FIFO queue of waiters. Waiters live on their own stacks; the queue is
-//! a circular singly linked list (`tail.next` is the oldest waiter), changed
-//! only by the thread that holds the `QUEUE_LOCKED` bit of the state word.
+//! The lock is two words: the state word (layout in `state.rs`) and the wait
+//! queue's anchor (`queue.rs`). Waiters live on their own stacks; the queue
+//! is changed only by the thread that holds the `QUEUE_LOCKED` bit of the
+//! state word.
 //!
 //! * **Fast paths** (`try_enter`, `release`) touch only the state word: one
 //!   compare-and-swap to enter (from `0` for a writer; after one load and one
 //!   mask test for the shared kinds), one `fetch_sub` and a bit test to leave.
-//! * **Slow paths** take the queue lock, then either enter (if the fairness
-//!   predicate allows it by then) or link a waiter, publish its kind's waiting
-//!   bit, and park. Whoever ends a phase while waiting bits are set takes the
-//!   queue lock and runs `RawPhaseLock::settle`, which asks `fairness.rs`
-//!   who is next, gives them the lock *in the state word* (so admitted waiters
-//!   already own it when they wake) and wakes exactly them.
+//!   They run only while nobody waits; the same code serves every patience.
+//! * **Slow paths** decide with the full policy of `fairness.rs`. A patient
+//!   lock first lets a request in if it is compatible with the holders
+//!   (`try_enter_slow`), then spins briefly, then queues. Whoever ends a
+//!   phase while waiting bits are set takes the queue lock and runs
+//!   `RawPatientLock::settle`: in the strict rules it gives the lock to the
+//!   next kind *in the state word* (so admitted waiters already own it when
+//!   they wake) and wakes exactly them; in the patient rules it wakes the next
+//!   kind's fresh waiters to try again and leaves the lock free (`OPEN`) for
+//!   whoever gets there first.
+//! * **Patience.** A waiter of a patient lock parks with a deadline: its
+//!   queueing time plus the patience. If it is still queued then, it makes
+//!   the lock strict (`STRICT`) for every request queued at that moment
+//!   (`WaitQueue::expire`), and hands the lock off itself if it is free.
 //!
 //! Every decision taken under the queue lock is validated by a
-//! compare-and-swap of the whole state word, because fast paths keep changing
+//! compare-and-swap of the whole state word, because releases keep changing
 //! the holder counts while the queue lock is held.
+//!
+//! **Who may touch the lock after releasing it.** A lock may live in memory
+//! that its next holder frees. So a releaser that leaves the lock free with
+//! waiters queued owns the handoff (`OPEN` stays clear: no arrival can enter
+//! until it has settled), and every settle finishes its accesses to the lock
+//! (the last is releasing the queue lock) before it wakes anybody; an arrival
+//! never enters while the queue lock is held with waiters queued.
 
-use core::ptr;
 use std::time::{Duration, Instant};
 
 use lock_api::GuardSend;
 
-use crate::fairness::{admits_into_running_phase, downgrade_admits, may_enter, next_phase};
-use crate::park::{Parker, WaitResult};
+use crate::fairness::{admits_into_running_phase, downgrade_admits, is_strict, may_enter, next_phase};
+use crate::park::{SpinWait, WaitResult};
+use crate::queue::{Pool, Take, WaitQueue, Waiter};
 use crate::state::{
-    HOLDERS_MASK, Kind, QUEUE_LOCKED, WAITING_MASK, WRITER, holders, holding_kind, last_kind, with_holders, with_last,
+    HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, WAITING_SHIFT, WRITER, holders, holding_kind,
+    last_kind, with_holders, with_last,
 };
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed};
 
-/// The raw phase-fair lock: read (S), intent (IX) and write (X) modes.
+/// The default patience of [`RawPhaseLock`] and [`PhaseLock`](crate::PhaseLock),
+/// in microseconds.
 ///
-/// This is the state machine behind [`PhaseLock`](crate::PhaseLock). Use it
-/// directly only to build your own lock types: `lock_api::RwLock<RawPhaseLock,
-/// T>` *is* `PhaseLock<T>`, and the lock_api shared/exclusive modes are read
-/// and write.
+/// Chosen from the patience sweep of the fairness report (`cargo run
+/// --release --example fairness -- --sweep`, README "Patience"): on the
+/// oversubscribed two-kind workloads throughput reaches the stock locks'
+/// level from about 200 µs and barely moves beyond, while the longest wait
+/// keeps growing with the patience. 1 ms keeps the longest wait an order of
+/// magnitude below the stock locks' (which reach 10–100 ms), leaves room for
+/// timer slack and wake-up latency, and amortizes each strict handoff
+/// (a few context switches) over a millisecond of barging throughput.
+pub const DEFAULT_PATIENCE_US: u32 = 1000;
+
+/// The raw phase-fair lock with a patience of `PATIENCE_US` microseconds:
+/// read (S), intent (IX) and write (X) modes.
+///
+/// This is the state machine behind [`PhaseLock`](crate::PhaseLock)
+/// ([`RawPhaseLock`], the default patience), [`StrictPhaseLock`](crate::StrictPhaseLock)
+/// ([`RawStrictPhaseLock`], patience 0) and [`PatientLock`](crate::PatientLock)
+/// (any patience). Use it directly only to build your own lock types:
+/// `lock_api::RwLock<RawPatientLock<P>, T>` *is* `PatientLock<T, P>`, and the
+/// lock_api shared/exclusive modes are read and write.
+///
+/// ```
+/// use phase_lock::{PatientLock, RwLockIntentExt};
+///
+/// // A lock that lets compatible arrivals in for up to 200 µs after a
+/// // request queued, then hands off strictly.
+/// let lock: PatientLock<Vec<u32>, 200> = PatientLock::new(vec![1]);
+/// lock.write().push(2);
+/// assert_eq!(lock.intent().len(), 2);
+/// ```
 ///
 /// # Compatibility
 ///
@@ -47,85 +89,106 @@ use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed};
 /// | intent           | no   | yes    | no    |
 /// | write            | no   | no     | no    |
 ///
-/// The fairness contract is stated in the [crate documentation](crate#fairness).
+/// The fairness contract, and what the patience changes in it, is stated in
+/// the [crate documentation](crate#fairness).
 ///
 /// # Size
 ///
-/// 16 bytes on 64-bit targets: the 8-byte state word plus the 8-byte queue
-/// tail. Stock futex rwlocks are 4–8 bytes because their waiters share one
-/// futex word and are woken as a herd; a per-lock FIFO of waiter records is
-/// what lets this lock admit exactly one kind, and writers in order.
+/// 16 bytes on 64-bit targets, whatever the patience: the 8-byte state word
+/// plus the 8-byte queue word. Stock futex rwlocks are 4–8 bytes because their
+/// waiters share one futex word and are woken as a herd; per-lock lists of
+/// waiter records are what let this lock admit exactly one kind, and writers
+/// in order.
 ///
 /// # Under loom
 ///
 /// loom's atomics cannot be built in a `const` context, so with
 /// `--cfg loom` the `INIT` constant panics when used; build the lock with
-/// [`RawPhaseLock::new`] and `lock_api::RwLock::from_raw`.
-pub struct RawPhaseLock {
+/// [`RawPatientLock::new`] and `lock_api::RwLock::from_raw`.
+pub struct RawPatientLock<const PATIENCE_US: u32> {
     /// The state word (`state.rs`).
     state: AtomicU64,
-    /// The newest waiter; its `next` is the oldest. Null when nobody waits.
-    /// Read and written only under `QUEUE_LOCKED`.
-    queue: AtomicPtr<Waiter>,
+    /// The waiters (`queue.rs`). Read and written only under `QUEUE_LOCKED`.
+    queue: WaitQueue,
 }
 
-/// A queued request. Lives on the waiting thread's stack; it is linked into
-/// the queue and unlinked again only under the queue lock, and the waiting
-/// thread does not return before it is unlinked and (if admitted) woken.
-struct Waiter {
-    kind: Kind,
-    /// The next waiter in the circular queue, or in a chain of admitted
-    /// waiters being woken. Under `QUEUE_LOCKED` while linked.
-    next: AtomicPtr<Waiter>,
-    /// Whether the waiter is in the queue. Under `QUEUE_LOCKED`.
-    linked: AtomicBool,
-    parker: Parker,
-}
+/// The raw lock of [`PhaseLock`](crate::PhaseLock): patience
+/// [`DEFAULT_PATIENCE_US`].
+///
+/// ```
+/// use phase_lock::{RawPhaseLock, RwLockIntentExt};
+///
+/// let lock = lock_api::RwLock::<RawPhaseLock, _>::new(5);
+/// assert_eq!(*lock.intent(), 5);
+/// assert_eq!(RawPhaseLock::PATIENCE, std::time::Duration::from_millis(1));
+/// ```
+pub type RawPhaseLock = RawPatientLock<DEFAULT_PATIENCE_US>;
 
-/// Why [`RawPhaseLock::settle`] runs, which decides what it may do.
+/// The raw lock of [`StrictPhaseLock`](crate::StrictPhaseLock): patience 0,
+/// no barging once anybody waits.
+///
+/// ```
+/// use phase_lock::RawStrictPhaseLock;
+///
+/// let lock = lock_api::RwLock::<RawStrictPhaseLock, _>::new(5);
+/// assert_eq!(*lock.read(), 5);
+/// assert!(RawStrictPhaseLock::PATIENCE.is_zero());
+/// ```
+pub type RawStrictPhaseLock = RawPatientLock<0>;
+
+/// Why [`RawPatientLock::settle`] runs, which decides what it may do.
 #[derive(Clone, Copy)]
 enum Settle {
     /// The caller's release emptied the lock while waiters were queued: it
-    /// owns the pending handoff.
-    Released,
+    /// owns the pending handoff. `fair`: lock_api's fair unlock, which hands
+    /// off as if the lock were strict.
+    Released { fair: bool },
     /// A timed-out waiter has unlinked itself.
     Left,
+    /// A waiter's patience ran out; the strict batch now includes it.
+    Expired,
     /// A writer downgraded; `Some(kind)` when that kind's waiters join.
     Downgraded(Option<Kind>),
 }
 
-/// How many waiters of each kind the queue holds.
-#[derive(Default)]
-struct Census {
-    counts: [u64; 3],
+/// The waiters a settle wakes, and what they get.
+struct Pick {
+    kind: Kind,
+    /// `true`: the kind's fresh waiters are woken to try again (a patient
+    /// lock left free); `false`: its waiters, spent then fresh, are handed
+    /// the lock.
+    retry: bool,
+    /// Whether a new phase begins (`LAST` is set to `kind`).
+    begins_phase: bool,
 }
 
-impl Census {
-    fn count(&self, kind: Kind) -> u64 {
-        self.counts[kind as usize - 1]
-    }
+impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
+    /// This lock's patience: how long a queued request lets compatible
+    /// arrivals pass it before the lock turns strict.
+    pub const PATIENCE: Duration = Duration::from_micros(PATIENCE_US as u64);
 
-    /// The waiting bits that mirror these counts.
-    fn waiting_bits(&self) -> u64 {
-        [Kind::Read, Kind::Intent, Kind::Write]
-            .into_iter()
-            .filter(|&k| self.count(k) != 0)
-            .fold(0, |bits, k| bits | k.waiting_bit())
-    }
-}
+    /// Whether the patient rules apply at all (patience above zero).
+    const PATIENT: bool = PATIENCE_US > 0;
 
-impl RawPhaseLock {
     /// A new unlocked lock.
+    ///
+    /// ```
+    /// use phase_lock::RawPhaseLock;
+    /// use lock_api::RawRwLock;
+    ///
+    /// let raw = RawPhaseLock::new();
+    /// assert!(!raw.is_locked());
+    /// ```
     #[cfg(not(loom))]
     #[inline]
     pub const fn new() -> Self {
-        RawPhaseLock { state: crate::sync::const_u64(0), queue: crate::sync::const_ptr() }
+        RawPatientLock { state: crate::sync::const_u64(0), queue: WaitQueue::new() }
     }
 
     /// A new unlocked lock.
     #[cfg(loom)]
     pub fn new() -> Self {
-        RawPhaseLock { state: AtomicU64::new(0), queue: AtomicPtr::new(ptr::null_mut()) }
+        RawPatientLock { state: AtomicU64::new(0), queue: WaitQueue::new() }
     }
 
     // ----------------------------------------------------------------------
@@ -133,7 +196,7 @@ impl RawPhaseLock {
     // ----------------------------------------------------------------------
 
     /// Enters in `kind` if the fairness policy lets a new request in now.
-    /// Never waits.
+    /// Never queues.
     ///
     /// The fast path is one compare-and-swap: from exactly `0` for a writer
     /// (free, nobody queued), from the current word for a shared kind, after
@@ -154,23 +217,59 @@ impl RawPhaseLock {
 
     /// The fast path failed: decide again with the full policy, retrying as
     /// long as only concurrent changes of the word made the swap fail, and
-    /// panic if the count is full.
+    /// panic if the count is full. A patient lock whose queue lock is held
+    /// (with waiters queued) polls briefly, since the holder may be about to
+    /// leave the lock open.
     #[cold]
     #[inline(never)]
     fn try_enter_slow(&self, kind: Kind) -> bool {
+        let mut polls = 0;
         let mut s = self.state.load(Ordering::Relaxed);
+        if Self::PATIENT && s & WAITING_MASK != 0 && s & STRICT == 0 && patience_check_due(Self::PATIENCE) {
+            self.check_patience();
+            s = self.state.load(Ordering::Relaxed);
+        }
         loop {
-            if !may_enter(kind, s) {
+            if !may_enter(kind, s, Self::PATIENT) {
+                // Allowed but for the queue lock, whose holder may be about to
+                // leave the lock open to us.
+                let queue_busy = Self::PATIENT
+                    && s & (QUEUE_LOCKED | STRICT) == QUEUE_LOCKED
+                    && may_enter(kind, s & !QUEUE_LOCKED, true);
+                if queue_busy && polls < QUEUE_LOCK_POLLS {
+                    polls += 1;
+                    crate::sync::spin_loop();
+                    s = self.state.load(Ordering::Relaxed);
+                    continue;
+                }
                 return false;
             }
             if holders(s, kind) >= kind.max_holders() {
                 overflow(kind);
             }
-            match self.state.compare_exchange_weak(s, with_holders(s, kind, 1), Ordering::Acquire, Ordering::Relaxed) {
+            match self.state.compare_exchange_weak(s, entered(s, kind), Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(now) => s = now,
             }
         }
+    }
+
+    /// Under the queue lock: if the oldest waiter has waited out its
+    /// patience, turns the lock strict (and hands it off if it is free and
+    /// nobody owes it a handoff).
+    #[cold]
+    fn check_patience(&self) {
+        let s = self.lock_queue();
+        // SAFETY: we hold the queue lock; a returned head is linked.
+        unsafe {
+            if self.queue.batch_left() == 0
+                && let Some(oldest) = self.queue.overdue(Instant::now())
+            {
+                self.queue.expire(&*oldest);
+                return self.settle(s, Settle::Expired);
+            }
+        }
+        self.unlock_queue();
     }
 
     /// Acquires in `kind`, waiting until `deadline` (`None`: forever).
@@ -179,29 +278,32 @@ impl RawPhaseLock {
         self.try_enter(kind) || self.acquire_slow(kind, deadline)
     }
 
-    /// Releases one hold of `kind`.
+    /// Releases one hold of `kind`; `fair` hands off as if strict.
     ///
     /// # Safety
     ///
     /// The caller holds the lock in `kind`.
     #[inline]
-    unsafe fn release(&self, kind: Kind) {
+    unsafe fn release(&self, kind: Kind, fair: bool) {
         // Release: the next holder must see this critical section's writes.
         let prev = self.state.fetch_sub(kind.one(), Ordering::Release);
         debug_assert!(holders(prev, kind) != 0, "phase-lock: released a {} hold that was not held", kind.name());
         if prev & WAITING_MASK != 0 {
-            self.release_contended(prev, kind);
+            self.release_contended(prev, kind, fair);
         }
     }
 
     /// Somebody waited when we released. If we were the last holder, the
-    /// phase is over: hand the lock over.
+    /// phase is over and the handoff is ours.
     #[cold]
     #[inline(never)]
-    fn release_contended(&self, prev: u64, kind: Kind) {
-        if holders(prev, kind) == 1 {
+    fn release_contended(&self, prev: u64, kind: Kind, fair: bool) {
+        // `OPEN`: a patient lock owes its waiters nothing at the end of this
+        // phase; they wait for their patience, and arrivals may take the lock.
+        // A fair unlock hands off regardless.
+        if holders(prev, kind) == 1 && (fair || !Self::PATIENT || prev & OPEN == 0) {
             let s = self.lock_queue();
-            self.settle(s, Settle::Released);
+            self.settle(s, Settle::Released { fair });
         }
     }
 
@@ -218,75 +320,137 @@ impl RawPhaseLock {
         if !cfg!(loom) && deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
         }
-        let waiter = Waiter {
-            kind,
-            next: AtomicPtr::new(ptr::null_mut()),
-            linked: AtomicBool::new(false),
-            parker: Parker::new(),
-        };
-        let me: *const Waiter = &waiter;
-        let mut s = self.lock_queue();
+        if Self::PATIENT && !cfg!(loom) {
+            // A patient lock lets compatible arrivals in: before paying for a
+            // queue entry and a sleep, give the holders a moment to leave.
+            let mut spin = SpinWait::before_queueing();
+            while spin.spin() {
+                if self.try_enter(kind) {
+                    return true;
+                }
+            }
+        }
+        let w = Waiter::new(kind);
+        // When this request's patience runs out (`None` once it has, or for a
+        // strict lock), measured from its queueing.
+        let mut patience = if Self::PATIENT { Instant::now().checked_add(Self::PATIENCE) } else { None };
+        let s = self.lock_queue();
+        if self.enter_or_wait(&w, s, &mut patience) {
+            return true;
+        }
         loop {
-            if may_enter(kind, s) {
+            // Sleep until a wake-up or the earlier of the two deadlines.
+            let patience_first = patience.is_some_and(|p| deadline.is_none_or(|d| p <= d));
+            let woken = w.parker.wait(if patience_first { patience } else { deadline });
+            if woken == WaitResult::Admitted {
+                // A handoff: the lock is ours, and nobody touches `w` again.
+                return true;
+            }
+            let landed = woken == WaitResult::Retry;
+            if landed {
+                w.parker.reset();
+            }
+            let s = self.lock_queue();
+            // SAFETY (all queue calls here): we hold the queue lock.
+            let (pending, granted) = unsafe { w.flags(landed) };
+            let in_flight = pending && !landed;
+            if granted || unsafe { !w.is_linked() } {
+                // A handoff unlinked us: the lock is ours. Its wake-up (an
+                // admission, or the retry wake-up still in flight when the
+                // handoff found us) must land before we may return.
+                self.unlock_queue();
+                if !granted || in_flight {
+                    w.parker.wait(None);
+                }
+                return true;
+            }
+            match woken {
+                // Woken to try again: enter if compatible, else wait on (now
+                // spent: no more wake-ups to try, only a handoff).
+                WaitResult::Retry => {
+                    if self.enter_or_wait(&w, s, &mut patience) {
+                        return true;
+                    }
+                }
+                // Our patience ran out while we were still queued.
+                _ if patience_first => {
+                    patience = None;
+                    unsafe { self.queue.expire(&w) };
+                    self.settle(s, Settle::Expired);
+                }
+                // Timed out: leave, and let a wake-up in flight land first.
+                _ => {
+                    unsafe { self.queue.unlink(&w) };
+                    self.settle(s, Settle::Left);
+                    if in_flight {
+                        w.parker.wait(None);
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// With the queue lock held (`s` the state as of taking it): enters if
+    /// the policy allows it by now (unlinking `w` if it is queued), or else
+    /// queues `w` if it is not queued yet and publishes its waiting bit.
+    /// Releases the queue lock either way. Returns whether it entered.
+    fn enter_or_wait(&self, w: &Waiter, mut s: u64, patience: &mut Option<Instant>) -> bool {
+        let kind = w.kind;
+        loop {
+            if may_enter(kind, s & !QUEUE_LOCKED, Self::PATIENT) {
                 if holders(s, kind) >= kind.max_holders() {
                     self.unlock_queue();
                     overflow(kind);
                 }
-                if waiter.linked.load(Ordering::Relaxed) {
-                    // SAFETY: we hold the queue lock.
-                    unsafe { self.drain(|w| ptr::eq(w, me), u64::MAX) };
+                // SAFETY (all queue calls here): we hold the queue lock.
+                if unsafe { w.is_linked() } {
+                    unsafe { self.queue.unlink(w) };
+                }
+                let mut new = (entered(s, kind) & !WAITING_MASK) | unsafe { self.queue.bits(None) };
+                new = self.with_strict(new);
+                if new & WAITING_MASK == 0 {
+                    new = with_last(new, None);
                 }
                 // AcqRel: acquire the lock; release the queue lock.
-                match self.state.compare_exchange(
-                    s,
-                    with_holders(s, kind, 1) & !QUEUE_LOCKED,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
+                match self.state.compare_exchange(s, new & !QUEUE_LOCKED, Ordering::AcqRel, Ordering::Relaxed) {
                     Ok(_) => return true,
                     Err(now) => s = now,
                 }
                 continue;
             }
-            if !waiter.linked.load(Ordering::Relaxed) {
-                // SAFETY: we hold the queue lock, and `waiter` stays on this
-                // stack frame until a handoff or our own leave unlinks it.
-                unsafe { self.push(me) };
+            // SAFETY: as above; `w` stays on its thread's stack until a
+            // handoff or its own leaving unlinks it.
+            let mut clear = 0;
+            if unsafe { !w.is_linked() } {
+                unsafe { self.queue.push(w, *patience) };
+                // A fresh waiter is owed a try when this phase ends.
+                clear = OPEN;
             }
             // Publish the waiting bit and release the queue lock in one step.
             // The first waiter also records the running phase's kind, where
             // the round robin will start (`LAST` is 0 while nobody waits).
-            // This fails if a fast path changed the holders meanwhile (for
+            // This fails if a release changed the holders meanwhile (for
             // example the last holder left, which it did without seeing our
             // bit): then decide again. Release: the next queue-lock holder
             // sees our link.
-            let mut new = s | kind.waiting_bit();
+            let mut new = self.with_strict(s | kind.waiting_bit()) & !clear;
             if s & WAITING_MASK == 0 {
                 debug_assert!(holding_kind(s).is_some(), "queued on a free lock with nobody waiting");
                 new = with_last(new, holding_kind(s));
             }
             match self.state.compare_exchange(s, new & !QUEUE_LOCKED, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => break,
+                Ok(_) => return false,
                 Err(now) => s = now,
             }
         }
+    }
 
-        if waiter.parker.wait(deadline) == WaitResult::Admitted {
-            return true;
-        }
-        // Timed out. Leave, unless a handoff has already unlinked us, in which
-        // case the lock is ours and the wake-up is on its way.
-        let s = self.lock_queue();
-        if waiter.linked.load(Ordering::Relaxed) {
-            // SAFETY: we hold the queue lock.
-            unsafe { self.drain(|w| ptr::eq(w, me), u64::MAX) };
-            self.settle(s, Settle::Left);
-            return false;
-        }
-        self.unlock_queue();
-        let admitted = waiter.parker.wait(None);
-        debug_assert_eq!(admitted, WaitResult::Admitted);
-        true
+    /// `new` with `STRICT` set exactly when a strict batch is running.
+    /// Queue lock held.
+    fn with_strict(&self, new: u64) -> u64 {
+        // SAFETY: the caller holds the queue lock.
+        if Self::PATIENT && unsafe { self.queue.batch_left() } != 0 { (new | STRICT) & !OPEN } else { new & !STRICT }
     }
 
     /// Downgrades a write hold to `target` (read or intent).
@@ -328,84 +492,131 @@ impl RawPhaseLock {
     }
 
     /// With the queue lock held and `s` a recent state, applies the fairness
-    /// policy: hands a free lock to the next kind, or lets waiters join the
-    /// running phase (rule 5), or — after a downgrade that admits a kind —
-    /// admits every waiter of that kind into the running phase. Recomputes
-    /// the waiting bits, releases the queue lock and wakes whoever it admitted.
+    /// policy and releases the queue lock:
+    ///
+    /// * a free lock under the strict rules goes to the next kind in the
+    ///   round robin (every waiter of a shared kind, or the oldest writer);
+    /// * a free lock under the patient rules stays free and `OPEN`, and the
+    ///   next kind's fresh waiters are woken to try again;
+    /// * a held shared phase admits the waiters of its kind if nobody else
+    ///   waits (rule 5); a downgrade may admit a kind into the running phase.
+    ///
+    /// Then it recomputes the waiting bits, `STRICT`, `OPEN` and `LAST`,
+    /// releases the queue lock and wakes whoever it took out of the queue.
     ///
     /// **Who hands off a free lock.** When the last holder leaves while
     /// waiters are queued, its `fetch_sub` leaves the lock empty with waiting
-    /// bits set: *handoff pending*. Only that releaser (`Settle::Released`)
-    /// may then hand off. Any other thread that finds the lock empty here
-    /// (a waiter leaving on timeout) unlinks itself and touches nothing else:
-    /// the waiting bits stay set, so no request can enter until the releaser
-    /// arrives, recomputes them and hands off. This keeps the releaser's own
-    /// accesses to the lock, after its release, ahead of every later holder —
-    /// a lock embedded in memory that its next holder frees stays sound.
+    /// bits set and `OPEN` clear: *handoff pending*. Only that releaser
+    /// (`Settle::Released`) may then act. Any other thread that finds the
+    /// lock so here (a waiter leaving on timeout, or whose patience ran out)
+    /// has done its queue change and touches nothing else: the waiting bits
+    /// stay set, so no request can enter until the releaser arrives,
+    /// recomputes them and hands off. This keeps the releaser's own accesses
+    /// to the lock, after its release, ahead of every later holder — a lock
+    /// embedded in memory that its next holder frees stays sound.
     fn settle(&self, mut s: u64, why: Settle) {
         let forced = match why {
             Settle::Downgraded(admit) => admit,
-            Settle::Released | Settle::Left => None,
+            Settle::Released { .. } | Settle::Left | Settle::Expired => None,
         };
-        // SAFETY (for the unsafe queue calls below): we hold the queue lock.
-        let census = unsafe { self.census() };
-        let queued = census.waiting_bits();
+        let fair = matches!(why, Settle::Released { fair: true });
+        // A waiter whose patience has run out may not have been scheduled
+        // yet to say so (on a busy machine a timer wake-up can wait for a
+        // processor for milliseconds): every settle of a patient lock checks
+        // the oldest waiters' deadlines itself.
+        if Self::PATIENT && !cfg!(loom) {
+            // SAFETY: we hold the queue lock; a returned head is linked.
+            unsafe {
+                if self.queue.batch_left() == 0
+                    && let Some(oldest) = self.queue.overdue(Instant::now())
+                {
+                    self.queue.expire(&*oldest);
+                }
+            }
+        }
+        // SAFETY (for the queue calls below): we hold the queue lock, and the
+        // queue does not change until we release it.
+        let (counts, queued, fresh, batch) = unsafe {
+            (self.queue.counts(), self.queue.bits(None), self.queue.bits(Some(Pool::Fresh)), self.queue.batch_left())
+        };
+        let strict = fair || is_strict(if batch != 0 { STRICT } else { 0 }, Self::PATIENT);
         loop {
-            if s & HOLDERS_MASK == 0 && !matches!(why, Settle::Released) {
+            let free = s & HOLDERS_MASK == 0;
+            if free && !matches!(why, Settle::Released { .. }) && s & OPEN == 0 {
                 // Handoff pending: the releaser is on its way (see above).
                 self.unlock_queue();
                 return;
             }
-            // Who enters, how many, and whether a new phase begins.
-            let (kind, n, begins_phase) = match (holding_kind(s), forced) {
-                (Some(_), Some(kind)) => (Some(kind), census.count(kind), false),
-                (None, _) => match next_phase(last_kind(s), queued) {
-                    Some(Kind::Write) => (Some(Kind::Write), 1, true),
-                    Some(kind) => (Some(kind), census.count(kind), true),
-                    None => (None, 0, false),
-                },
-                (Some(_), None) => match admits_into_running_phase((s & !WAITING_MASK) | queued) {
-                    Some(kind) => (Some(kind), census.count(kind), true),
-                    None => (None, 0, false),
-                },
-            };
-            // Never overflow a holder count: admit what fits, the rest stays
-            // queued (and keeps its waiting bit).
-            let n = match kind {
-                Some(kind) => n.min(kind.max_holders() - holders(s, kind)),
-                None => 0,
-            };
-            let mut after = census.counts;
-            let mut new = (s & !WAITING_MASK) | queued;
-            if let Some(kind) = kind.filter(|_| n != 0) {
-                new = with_holders(new, kind, n);
-                if begins_phase {
-                    new = with_last(new, Some(kind));
+            let pick = match (holding_kind(s), forced) {
+                (Some(_), Some(kind)) => Some(Pick { kind, retry: false, begins_phase: false }),
+                (None, _) if strict => {
+                    next_phase(last_kind(s), queued).map(|kind| Pick { kind, retry: false, begins_phase: true })
                 }
-                after[kind as usize - 1] -= n;
-                new = (new & !WAITING_MASK) | Census { counts: after }.waiting_bits();
+                (None, _) => {
+                    next_phase(last_kind(s), fresh).map(|kind| Pick { kind, retry: true, begins_phase: false })
+                }
+                (Some(_), None) => admits_into_running_phase((s & !WAITING_MASK) | queued).map(|kind| Pick {
+                    kind,
+                    retry: false,
+                    begins_phase: true,
+                }),
+            };
+            // How many: one writer; every waiter of a shared kind, but never
+            // more than its holder count can take (the rest stays queued).
+            let limit = |p: &Pick| match p.kind {
+                Kind::Write => 1,
+                _ if p.retry => u64::MAX,
+                kind => kind.max_holders() - holders(s, kind),
+            };
+            let grant = match &pick {
+                // SAFETY: queue lock held.
+                Some(p) if !p.retry => unsafe { self.queue.plan(p.kind, None, limit(p)) },
+                _ => Take::default(),
+            };
+            let mut after = counts;
+            let mut new = s & !(WAITING_MASK | OPEN | STRICT);
+            if let Some(p) = pick.as_ref().filter(|_| grant.n != 0) {
+                after[p.kind.index()] -= grant.n;
+                new = with_holders(new, p.kind, grant.n);
+                if p.begins_phase {
+                    new = with_last(new, Some(p.kind));
+                }
+            }
+            let waiting = Kind::ALL
+                .into_iter()
+                .filter(|k| after[k.index()] != 0)
+                .fold(0, |bits, k| bits | 1 << (WAITING_SHIFT + k.index() as u32));
+            new |= waiting;
+            if Self::PATIENT && batch - grant.members != 0 {
+                new |= STRICT;
+            } else if Self::PATIENT && waiting != 0 && (new & HOLDERS_MASK == 0 || s & OPEN != 0) {
+                // Patient, and nothing owed: a lock left free is open to
+                // arrivals (nobody is on the way to hand it off), and a held
+                // one stays open if it was.
+                new |= OPEN;
             }
             // `LAST` is kept only while somebody waits.
-            if new & WAITING_MASK == 0 {
+            if waiting == 0 {
                 new = with_last(new, None);
             }
-            debug_assert!(new & WAITING_MASK == 0 || last_kind(new).is_some(), "waiters but no LAST: {new:#x}");
-            // The queue lock stays held until the admitted waiters are
-            // unlinked. Acquire: a handoff must see the writes of every
-            // holder whose release emptied the lock (they are earlier in this
-            // word's modification order). Release: publishes nothing yet; the
-            // wake below carries the handoff to the admitted waiters.
+            debug_assert!(waiting == 0 || last_kind(new).is_some(), "waiters but no LAST: {new:#x}");
+            // The queue lock stays held until the queue is changed.
+            // Acquire: a handoff must see the writes of every holder whose
+            // release emptied the lock (they are earlier in this word's
+            // modification order). Release: publishes nothing yet; the wake
+            // below carries the handoff to the admitted waiters.
             match self.state.compare_exchange(s, new, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
-                    let chain = match kind {
-                        // SAFETY: we still hold the queue lock.
-                        Some(kind) if n != 0 => unsafe { self.drain(|w| w.kind == kind, n) },
-                        _ => ptr::null(),
+                    // SAFETY: queue lock held, queue unchanged since `plan`.
+                    let chain = match &pick {
+                        Some(p) if p.retry => unsafe { self.queue.retry(p.kind, limit(p)) },
+                        _ => unsafe { self.queue.take(grant) },
                     };
                     self.unlock_queue();
-                    // SAFETY: every waiter in the chain was unlinked by us and
-                    // has not been woken, so it is alive.
-                    unsafe { wake_chain(chain) };
+                    // SAFETY: every waiter in the chain was picked by us and
+                    // has not been woken since, so it is alive; our last
+                    // access to the lock was the unlock above.
+                    unsafe { chain.wake_all(!pick.is_some_and(|p| p.retry)) };
                     return;
                 }
                 Err(now) => s = now,
@@ -414,7 +625,7 @@ impl RawPhaseLock {
     }
 
     // ----------------------------------------------------------------------
-    // The queue lock and the queue
+    // The queue lock
     // ----------------------------------------------------------------------
 
     /// Takes the queue lock; returns the state word as of taking it.
@@ -429,7 +640,6 @@ impl RawPhaseLock {
     /// (a few microseconds, when the holder has probably been descheduled)
     /// does it yield the processor between polls.
     fn lock_queue(&self) -> u64 {
-        const QUEUE_LOCK_POLLS: u32 = 256;
         let mut polls = 0u32;
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
@@ -458,104 +668,6 @@ impl RawPhaseLock {
         self.state.fetch_and(!QUEUE_LOCKED, Ordering::Release);
     }
 
-    /// Links `w` as the newest waiter.
-    ///
-    /// # Safety
-    ///
-    /// Queue lock held; `w` is alive and unlinked, and stays alive until it is
-    /// unlinked.
-    unsafe fn push(&self, w: *const Waiter) {
-        let tail = self.queue.load(Ordering::Relaxed);
-        // SAFETY: `w` is alive (caller); `tail` is a linked, hence alive,
-        // waiter; the queue lock makes us the only writer of the links.
-        unsafe {
-            if tail.is_null() {
-                (*w).next.store(w.cast_mut(), Ordering::Relaxed);
-            } else {
-                (*w).next.store((*tail).next.load(Ordering::Relaxed), Ordering::Relaxed);
-                (*tail).next.store(w.cast_mut(), Ordering::Relaxed);
-            }
-            (*w).linked.store(true, Ordering::Relaxed);
-        }
-        self.queue.store(w.cast_mut(), Ordering::Relaxed);
-    }
-
-    /// Counts the queued waiters of each kind.
-    ///
-    /// # Safety
-    ///
-    /// Queue lock held.
-    unsafe fn census(&self) -> Census {
-        let mut census = Census::default();
-        let tail = self.queue.load(Ordering::Relaxed);
-        if tail.is_null() {
-            return census;
-        }
-        let mut p = tail;
-        loop {
-            // SAFETY: linked waiters are alive while the queue lock is held.
-            let w = unsafe { &*p };
-            census.counts[w.kind as usize - 1] += 1;
-            p = w.next.load(Ordering::Relaxed);
-            if p == tail {
-                return census;
-            }
-        }
-    }
-
-    /// Unlinks, oldest first, up to `limit` waiters for which `pick` is true,
-    /// keeping the others in order. Returns the unlinked waiters as a
-    /// null-terminated chain (oldest first) through their `next` fields.
-    ///
-    /// # Safety
-    ///
-    /// Queue lock held.
-    unsafe fn drain(&self, mut pick: impl FnMut(&Waiter) -> bool, mut limit: u64) -> *const Waiter {
-        let tail = self.queue.load(Ordering::Relaxed);
-        if tail.is_null() {
-            return ptr::null();
-        }
-        let (mut kept_head, mut kept_tail) = (ptr::null_mut::<Waiter>(), ptr::null_mut::<Waiter>());
-        let (mut out_head, mut out_tail) = (ptr::null_mut::<Waiter>(), ptr::null_mut::<Waiter>());
-        // SAFETY: linked waiters are alive under the queue lock; we are the
-        // only thread changing links.
-        unsafe {
-            let mut p = (*tail).next.load(Ordering::Relaxed);
-            loop {
-                let w = &*p;
-                let next = w.next.load(Ordering::Relaxed);
-                let last = p == tail;
-                let (head, end) = if limit != 0 && pick(w) {
-                    limit -= 1;
-                    w.linked.store(false, Ordering::Relaxed);
-                    (&mut out_head, &mut out_tail)
-                } else {
-                    (&mut kept_head, &mut kept_tail)
-                };
-                if end.is_null() {
-                    *head = p;
-                } else {
-                    (**end).next.store(p, Ordering::Relaxed);
-                }
-                *end = p;
-                if last {
-                    break;
-                }
-                p = next;
-            }
-            if kept_tail.is_null() {
-                self.queue.store(ptr::null_mut(), Ordering::Relaxed);
-            } else {
-                (*kept_tail).next.store(kept_head, Ordering::Relaxed);
-                self.queue.store(kept_tail, Ordering::Relaxed);
-            }
-            if !out_tail.is_null() {
-                (*out_tail).next.store(ptr::null_mut(), Ordering::Relaxed);
-            }
-        }
-        out_head
-    }
-
     /// Test hook: the state word.
     #[cfg(all(test, not(loom)))]
     pub(crate) fn state_word(&self) -> u64 {
@@ -565,17 +677,29 @@ impl RawPhaseLock {
     /// Test hook: a lock in a given state.
     #[cfg(all(test, not(loom)))]
     pub(crate) const fn with_state(s: u64) -> Self {
-        RawPhaseLock { state: crate::sync::const_u64(s), queue: crate::sync::const_ptr() }
+        RawPatientLock { state: crate::sync::const_u64(s), queue: WaitQueue::new() }
     }
 
-    /// Test hook: how many waiters of each kind are queued.
+    /// Test hook: how many waiters of `kind` are queued in `pool` (either
+    /// pool for `None`).
     #[cfg(all(test, not(loom)))]
-    pub(crate) fn queued(&self, kind: Kind) -> u64 {
+    pub(crate) fn queued_in(&self, kind: Kind, pool: Option<Pool>) -> u64 {
         self.lock_queue();
         // SAFETY: we hold the queue lock.
-        let n = unsafe { self.census() }.count(kind);
+        let n = unsafe {
+            match pool {
+                Some(pool) => u64::from(self.queue.count(kind, pool)),
+                None => self.queue.counts()[kind.index()],
+            }
+        };
         self.unlock_queue();
         n
+    }
+
+    /// Test hook: how many waiters of `kind` are queued.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn queued(&self, kind: Kind) -> u64 {
+        self.queued_in(kind, None)
     }
 
     /// `true` if any waiter is queued (a snapshot).
@@ -585,20 +709,44 @@ impl RawPhaseLock {
     }
 }
 
-/// Wakes every waiter of a chain built by `drain`.
-///
-/// # Safety
-///
-/// Every waiter in the chain is unlinked and not yet woken.
-unsafe fn wake_chain(mut p: *const Waiter) {
-    while !p.is_null() {
-        // SAFETY: the waiter is alive until woken (caller); read everything we
-        // need from it before the wake, after which it may be gone.
-        let (next, waker) = unsafe { ((*p).next.load(Ordering::Relaxed), (*p).parker.waker()) };
-        // SAFETY: this waiter was never woken, and is woken once here.
-        unsafe { waker.wake() };
-        p = next;
+/// How many times `lock_queue` (and a patient arrival waiting for a busy
+/// queue lock) polls before it starts yielding.
+const QUEUE_LOCK_POLLS: u32 = 256;
+
+/// The state after a request of `kind` enters a lock in state `s` (which the
+/// policy allows): one more holder; an arrival that begins a phase on a free
+/// lock with waiters queued records its kind in `LAST`.
+#[inline]
+const fn entered(s: u64, kind: Kind) -> u64 {
+    let new = with_holders(s, kind, 1);
+    if s & WAITING_MASK != 0 && s & HOLDERS_MASK == 0 { with_last(new, Some(kind)) } else { new }
+}
+
+/// Whether this thread should look at a patient lock's deadlines now: on
+/// every fourth slow-path entry, if a quarter of the patience has passed
+/// since it last did. Running threads do this because a waiter whose
+/// patience ran out may wait milliseconds for a processor to say so.
+fn patience_check_due(patience: Duration) -> bool {
+    use std::cell::Cell;
+    thread_local! {
+        static CALLS: Cell<u32> = const { Cell::new(0) };
+        static NEXT: Cell<Option<Instant>> = const { Cell::new(None) };
     }
+    let calls = CALLS.with(|c| {
+        c.set(c.get().wrapping_add(1));
+        c.get()
+    });
+    if cfg!(loom) || calls % 4 != 0 {
+        return false;
+    }
+    let now = Instant::now();
+    NEXT.with(|next| {
+        if next.get().is_some_and(|n| now < n) {
+            return false;
+        }
+        next.set(now.checked_add(patience / 4));
+        true
+    })
 }
 
 #[cold]
@@ -613,16 +761,17 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-impl Default for RawPhaseLock {
+impl<const P: u32> Default for RawPatientLock<P> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl core::fmt::Debug for RawPhaseLock {
+impl<const P: u32> core::fmt::Debug for RawPatientLock<P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let s = self.state.load(Ordering::Relaxed);
-        f.debug_struct("RawPhaseLock")
+        f.debug_struct("RawPatientLock")
+            .field("patience_us", &P)
             .field("readers", &holders(s, Kind::Read))
             .field("intents", &holders(s, Kind::Intent))
             .field("writer", &(s & WRITER != 0))
@@ -638,11 +787,11 @@ impl core::fmt::Debug for RawPhaseLock {
 // stateless, so forgetting it is safe, and no operation unwinds with a new
 // acquisition (the only panic, on holder-count overflow, happens before the
 // state word is changed and after the queue lock is released).
-unsafe impl lock_api::RawRwLock for RawPhaseLock {
+unsafe impl<const P: u32> lock_api::RawRwLock for RawPatientLock<P> {
     #[cfg(not(loom))]
-    const INIT: Self = RawPhaseLock::new();
+    const INIT: Self = RawPatientLock::new();
     #[cfg(loom)]
-    const INIT: Self = panic!("under loom, build the lock with RawPhaseLock::new()");
+    const INIT: Self = panic!("under loom, build the lock with RawPatientLock::new()");
 
     type SharedGuard = GuardSend;
     type ExclusiveGuard = GuardSend;
@@ -661,7 +810,7 @@ unsafe impl lock_api::RawRwLock for RawPhaseLock {
     #[inline]
     unsafe fn unlock_shared(&self, _guard: GuardSend) {
         // SAFETY: the caller holds a read acquisition.
-        unsafe { self.release(Kind::Read) }
+        unsafe { self.release(Kind::Read, false) }
     }
 
     #[inline]
@@ -678,7 +827,7 @@ unsafe impl lock_api::RawRwLock for RawPhaseLock {
     #[inline]
     unsafe fn unlock_exclusive(&self, _guard: GuardSend) {
         // SAFETY: the caller holds the write acquisition.
-        unsafe { self.release(Kind::Write) }
+        unsafe { self.release(Kind::Write, false) }
     }
 
     #[inline]
@@ -692,20 +841,21 @@ unsafe impl lock_api::RawRwLock for RawPhaseLock {
     }
 }
 
-// SAFETY: every unlock already hands the lock to waiters before new arrivals
-// (no barging), so the fair unlocks are the plain unlocks; `bump_*` re-queue
-// only when somebody waits, through the same safe paths.
-unsafe impl lock_api::RawRwLockFair for RawPhaseLock {
+// SAFETY: a fair unlock is a plain unlock whose handoff, if it ends the
+// phase with waiters queued, follows the strict rules whatever the patience;
+// `bump_*` give the hold up fairly and queue again only when somebody waits,
+// through the same safe paths.
+unsafe impl<const P: u32> lock_api::RawRwLockFair for RawPatientLock<P> {
     #[inline]
-    unsafe fn unlock_shared_fair(&self, guard: GuardSend) {
-        // SAFETY: forwarded caller contract.
-        unsafe { lock_api::RawRwLock::unlock_shared(self, guard) }
+    unsafe fn unlock_shared_fair(&self, _guard: GuardSend) {
+        // SAFETY: the caller holds a read acquisition.
+        unsafe { self.release(Kind::Read, true) }
     }
 
     #[inline]
-    unsafe fn unlock_exclusive_fair(&self, guard: GuardSend) {
-        // SAFETY: forwarded caller contract.
-        unsafe { lock_api::RawRwLock::unlock_exclusive(self, guard) }
+    unsafe fn unlock_exclusive_fair(&self, _guard: GuardSend) {
+        // SAFETY: the caller holds the write acquisition.
+        unsafe { self.release(Kind::Write, true) }
     }
 
     #[inline]
@@ -713,7 +863,7 @@ unsafe impl lock_api::RawRwLockFair for RawPhaseLock {
         if self.has_waiters() {
             // SAFETY: the caller holds a read acquisition, which we give up
             // and take back (the guard is stateless, so it stays valid).
-            unsafe { self.release(Kind::Read) };
+            unsafe { self.release(Kind::Read, false) };
             self.acquire(Kind::Read, None);
         }
     }
@@ -722,7 +872,7 @@ unsafe impl lock_api::RawRwLockFair for RawPhaseLock {
     unsafe fn bump_exclusive(&self, _guard: &mut GuardSend) {
         if self.has_waiters() {
             // SAFETY: as in `bump_shared`, for the write acquisition.
-            unsafe { self.release(Kind::Write) };
+            unsafe { self.release(Kind::Write, false) };
             self.acquire(Kind::Write, None);
         }
     }
@@ -730,7 +880,7 @@ unsafe impl lock_api::RawRwLockFair for RawPhaseLock {
 
 // SAFETY: `downgrade_to` turns the write hold into a read hold in one atomic
 // step: no writer can enter in between.
-unsafe impl lock_api::RawRwLockDowngrade for RawPhaseLock {
+unsafe impl<const P: u32> lock_api::RawRwLockDowngrade for RawPatientLock<P> {
     #[inline]
     unsafe fn downgrade(&self, _guard: GuardSend) -> GuardSend {
         // SAFETY: the caller holds the write acquisition.
@@ -742,7 +892,7 @@ unsafe impl lock_api::RawRwLockDowngrade for RawPhaseLock {
 // SAFETY: timed acquisitions use the same queue as untimed ones; a waiter that
 // times out either unlinks itself (and owns nothing) or has been admitted
 // (and returns the acquisition).
-unsafe impl lock_api::RawRwLockTimed for RawPhaseLock {
+unsafe impl<const P: u32> lock_api::RawRwLockTimed for RawPatientLock<P> {
     type Duration = Duration;
     type Instant = Instant;
 
@@ -769,7 +919,7 @@ unsafe impl lock_api::RawRwLockTimed for RawPhaseLock {
 
 // SAFETY: intent holders are counted in their own field; `may_enter` and
 // `settle` never let them coexist with readers or a writer.
-unsafe impl RawIntent for RawPhaseLock {
+unsafe impl<const P: u32> RawIntent for RawPatientLock<P> {
     type IntentGuard = GuardSend;
 
     #[inline]
@@ -786,7 +936,7 @@ unsafe impl RawIntent for RawPhaseLock {
     #[inline]
     unsafe fn unlock_intent(&self, _guard: GuardSend) {
         // SAFETY: the caller holds an intent acquisition.
-        unsafe { self.release(Kind::Intent) }
+        unsafe { self.release(Kind::Intent, false) }
     }
 
     #[inline]
@@ -796,7 +946,7 @@ unsafe impl RawIntent for RawPhaseLock {
 }
 
 // SAFETY: as for `RawRwLockTimed`.
-unsafe impl RawIntentTimed for RawPhaseLock {
+unsafe impl<const P: u32> RawIntentTimed for RawPatientLock<P> {
     #[inline]
     fn try_lock_intent_for(&self, timeout: Duration) -> Option<GuardSend> {
         self.acquire(Kind::Intent, deadline_after(timeout)).then(GuardSend::new)
@@ -809,7 +959,7 @@ unsafe impl RawIntentTimed for RawPhaseLock {
 }
 
 // SAFETY: as for `RawRwLockDowngrade`, into intent.
-unsafe impl RawIntentDowngrade for RawPhaseLock {
+unsafe impl<const P: u32> RawIntentDowngrade for RawPatientLock<P> {
     #[inline]
     unsafe fn downgrade_to_intent(&self, _guard: GuardSend) -> GuardSend {
         // SAFETY: the caller holds the write acquisition.
@@ -826,6 +976,8 @@ mod tests {
     #[test]
     fn size_is_two_words() {
         assert!(core::mem::size_of::<RawPhaseLock>() <= 16);
+        assert!(core::mem::size_of::<RawStrictPhaseLock>() <= 16);
+        assert!(core::mem::size_of::<RawPatientLock<7>>() <= 16);
     }
 
     #[test]

@@ -2,31 +2,39 @@
 //! functions that read it.
 //!
 //! ```text
-//!  63  62 61  60   59   58   57   56  55 ......... 29   28  27 ......... 1   0
-//! +---+-----+----+----+----+----+---+---------------+---+---------------+---+
-//! | 0 |LAST | QL | WW | IW | RW | g | intent holders| g | read holders  | W |
-//! +---+-----+----+----+----+----+---+---------------+---+---------------+---+
+//!  63  62   61   60 59  58  57  56  55  54 ........ 28  27 ......... 1   0
+//! +---+----+----+-----+---+---+---+---+---+----------+---+-----------+---+
+//! | 0 | ST | OP |LAST |QL |WW |IW |RW | g | intent   | g | read      | W |
+//! +---+----+----+-----+---+---+---+---+---+----------+---+-----------+---+
 //!
 //!  W     WRITER          one writer holds the lock
-//!  read holders          number of read (S) holders, READ_ONE per holder
-//!  intent holders        number of intent (IX) holders, INTENT_ONE per holder
+//!  read                  number of read (S) holders, READ_ONE per holder
+//!  intent                number of intent (IX) holders, INTENT_ONE per holder
 //!  g     *_GUARD         top bit of each count: set only when the count is at
 //!                        its maximum, so one mask test on the fast path also
 //!                        rejects an entry that would overflow
 //!  RW IW WW              READ_WAITING / INTENT_WAITING / WRITE_WAITING: the
 //!                        wait queue holds at least one waiter of that kind
-//!  QL    QUEUE_LOCKED    a thread is changing the wait queue (see raw.rs)
+//!  QL    QUEUE_LOCKED    a thread is changing the wait queue (see queue.rs)
 //!  LAST  LAST_MASK       while waiters are queued: the kind of the running (or
 //!                        just ended) phase, where the round robin of
 //!                        fairness.rs starts; 0 whenever no waiter is queued
+//!  OP    OPEN            patient locks only: the lock is free, waiters are
+//!                        queued, and no releaser is on its way to hand it
+//!                        off, so an arrival may take it (see fairness.rs)
+//!  ST    STRICT          patient locks only: a queued request has waited out
+//!                        the lock's patience; no arrival enters until the
+//!                        requests queued at that moment have entered
 //! ```
 //!
 //! At most one of the three holder fields is non-zero at any time: that is the
 //! lock's exclusion invariant. The lock is *free* when all three are zero.
-//! The waiting bits always equal the set of kinds present in the wait queue;
-//! they and `LAST` change only while `QUEUE_LOCKED` is held. Because `LAST` is
-//! kept only while somebody waits, an uncontended free lock is exactly `0`,
-//! and the write fast path is a single compare-and-swap from `0`.
+//! The waiting bits always equal the set of kinds present in the wait queue
+//! (or, for a moment, a superset: see `settle` in raw.rs); they, `LAST`,
+//! `OPEN` and `STRICT` change only while `QUEUE_LOCKED` is held, and `OPEN`
+//! and `STRICT` are set only while a waiting bit is. Because `LAST` is kept
+//! only while somebody waits, an uncontended free lock is exactly `0`, and the
+//! write fast path is a single compare-and-swap from `0`.
 
 /// The three lock modes, named after their rwlock roles.
 ///
@@ -47,10 +55,10 @@ pub(crate) const WRITER: u64 = 1;
 /// Bit position of the read-holder count.
 const READ_SHIFT: u32 = 1;
 /// Bit position of the intent-holder count.
-const INTENT_SHIFT: u32 = 29;
+const INTENT_SHIFT: u32 = 28;
 /// Width of each shared holder count, guard bit included.
-const COUNT_BITS: u32 = 28;
-/// The largest number of holders of one shared kind (2^27). One more panics.
+const COUNT_BITS: u32 = 27;
+/// The largest number of holders of one shared kind (2^26). One more panics.
 /// A count at the maximum is exactly the count's guard bit.
 pub(crate) const MAX_SHARED: u64 = 1 << (COUNT_BITS - 1);
 /// One read holder.
@@ -67,23 +75,40 @@ pub(crate) const READ_GUARD: u64 = MAX_SHARED << READ_SHIFT;
 pub(crate) const INTENT_GUARD: u64 = MAX_SHARED << INTENT_SHIFT;
 /// Every holder bit of every kind.
 pub(crate) const HOLDERS_MASK: u64 = WRITER | READ_MASK | INTENT_MASK;
+/// Bit position of the first waiting bit (read; then intent, write).
+pub(crate) const WAITING_SHIFT: u32 = 55;
 /// A read waiter is queued.
-pub(crate) const READ_WAITING: u64 = 1 << 57;
+pub(crate) const READ_WAITING: u64 = 1 << WAITING_SHIFT;
 /// An intent waiter is queued.
-pub(crate) const INTENT_WAITING: u64 = 1 << 58;
+pub(crate) const INTENT_WAITING: u64 = 1 << (WAITING_SHIFT + 1);
 /// A write waiter is queued.
-pub(crate) const WRITE_WAITING: u64 = 1 << 59;
+pub(crate) const WRITE_WAITING: u64 = 1 << (WAITING_SHIFT + 2);
 /// All waiting bits.
 pub(crate) const WAITING_MASK: u64 = READ_WAITING | INTENT_WAITING | WRITE_WAITING;
 /// The wait queue is being changed by one thread.
-pub(crate) const QUEUE_LOCKED: u64 = 1 << 60;
+pub(crate) const QUEUE_LOCKED: u64 = 1 << 58;
 /// Bit position of the last phase's kind.
-const LAST_SHIFT: u32 = 61;
+const LAST_SHIFT: u32 = 59;
 /// The running or last phase's kind while waiters are queued (a `Kind`
 /// discriminant), 0 when none is.
 pub(crate) const LAST_MASK: u64 = 3 << LAST_SHIFT;
+/// Patient locks: the lock is free with waiters queued and nobody owes it a
+/// handoff, so an arrival may take it.
+pub(crate) const OPEN: u64 = 1 << 61;
+/// Patient locks: the strict rules are in force (a queued request has waited
+/// out the patience).
+pub(crate) const STRICT: u64 = 1 << 62;
 
 impl Kind {
+    /// The three kinds, in round-robin order.
+    pub(crate) const ALL: [Kind; 3] = [Kind::Read, Kind::Intent, Kind::Write];
+
+    /// 0, 1 or 2: this kind's index into per-kind arrays.
+    #[inline]
+    pub(crate) const fn index(self) -> usize {
+        self as usize - 1
+    }
+
     /// The waiting bit of this kind.
     #[inline]
     pub(crate) const fn waiting_bit(self) -> u64 {
@@ -210,8 +235,18 @@ mod tests {
 
     #[test]
     fn fields_do_not_overlap() {
-        let fields =
-            [WRITER, READ_MASK, INTENT_MASK, READ_WAITING, INTENT_WAITING, WRITE_WAITING, QUEUE_LOCKED, LAST_MASK];
+        let fields = [
+            WRITER,
+            READ_MASK,
+            INTENT_MASK,
+            READ_WAITING,
+            INTENT_WAITING,
+            WRITE_WAITING,
+            QUEUE_LOCKED,
+            LAST_MASK,
+            OPEN,
+            STRICT,
+        ];
         for (i, a) in fields.iter().enumerate() {
             for b in &fields[i + 1..] {
                 assert_eq!(a & b, 0, "{a:#x} overlaps {b:#x}");

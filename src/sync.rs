@@ -56,6 +56,45 @@ pub(crate) const fn const_ptr<T>() -> AtomicPtr<T> {
     AtomicPtr::new(core::ptr::null_mut())
 }
 
+/// A cell for data guarded by the lock's queue lock (see `queue.rs`).
+///
+/// Outside loom it is a bare `UnsafeCell`; under loom it is loom's, which
+/// checks that every access is ordered by the queue lock as claimed.
+pub(crate) struct QCell<T> {
+    #[cfg(not(loom))]
+    cell: core::cell::UnsafeCell<T>,
+    #[cfg(loom)]
+    cell: loom::cell::UnsafeCell<T>,
+}
+
+impl<T> QCell<T> {
+    /// A new cell.
+    pub(crate) fn new(v: T) -> Self {
+        QCell {
+            #[cfg(not(loom))]
+            cell: core::cell::UnsafeCell::new(v),
+            #[cfg(loom)]
+            cell: loom::cell::UnsafeCell::new(v),
+        }
+    }
+
+    /// Runs `f` on the contents.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock that guards this cell, and `f` does not
+    /// reach this cell again.
+    #[inline]
+    pub(crate) unsafe fn with_mut<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        #[cfg(not(loom))]
+        // SAFETY: exclusive access by the caller's contract.
+        return f(unsafe { &mut *self.cell.get() });
+        #[cfg(loom)]
+        // SAFETY: exclusive access by the caller's contract.
+        return self.cell.with_mut(|p| f(unsafe { &mut *p }));
+    }
+}
+
 /// Memory fences (used by `mm`'s reclamation handshakes).
 #[cfg(not(loom))]
 #[allow(unused_imports)]

@@ -33,7 +33,7 @@ use std::sync::{Barrier, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use phase_lock::{PhaseLock, RwLockIntentExt};
+use phase_lock::{DEFAULT_PATIENCE_US, PatientLock, RwLockIntentExt};
 
 /// The class of a request: which mode it asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -84,15 +84,26 @@ pub trait Comparator: Send + Sync + Sized + 'static {
     fn with<R>(&self, class: Class, f: impl FnOnce() -> R) -> R;
 }
 
-/// This crate's lock, `PhaseLock<()>`: read, intent and write natively.
-pub struct Ours(PhaseLock<()>);
+/// This crate's lock with a patience of `P` µs, `PatientLock<(), P>`:
+/// read, intent and write natively. `Ours` is `PhaseLock<()>` (the default
+/// patience), `Ours<0>` is `StrictPhaseLock<()>`.
+pub struct Ours<const P: u32 = DEFAULT_PATIENCE_US>(PatientLock<(), P>);
 
-impl Comparator for Ours {
-    const NAME: &'static str = "phase-lock";
+impl<const P: u32> Comparator for Ours<P> {
+    const NAME: &'static str = match P {
+        DEFAULT_PATIENCE_US => "phase-lock",
+        0 => "phase-lock-strict",
+        10 => "patience-10us",
+        50 => "patience-50us",
+        200 => "patience-200us",
+        1000 => "patience-1ms",
+        4000 => "patience-4ms",
+        _ => "phase-lock-other-patience",
+    };
     const NATIVE_INTENT: bool = true;
 
     fn new() -> Self {
-        Ours(PhaseLock::new(()))
+        Ours(PatientLock::new(()))
     }
 
     #[inline]
@@ -299,6 +310,7 @@ pub trait LockVisitor {
 /// and the hand-rolled group lock).
 pub fn visit_two_class(v: &mut impl LockVisitor) {
     v.visit::<Ours>();
+    v.visit::<Ours<0>>();
     v.visit::<StdRw>();
     v.visit::<ParkingLotRw>();
     v.visit::<GroupMutex>();
@@ -308,14 +320,29 @@ pub fn visit_two_class(v: &mut impl LockVisitor) {
 /// `lock_api::RwLock` against std, parking_lot and `ShardedLock`.
 pub fn visit_plain(v: &mut impl LockVisitor) {
     v.visit::<Ours>();
+    v.visit::<Ours<0>>();
     v.visit::<StdRw>();
     v.visit::<ParkingLotRw>();
     v.visit::<Sharded>();
 }
 
+/// The patience sweep: ours at every patience of the Pareto plot (0, 10 µs,
+/// 50 µs, 200 µs, 1 ms, 4 ms), and std and parking_lot as single points.
+pub fn visit_patience_sweep(v: &mut impl LockVisitor) {
+    v.visit::<Ours<0>>();
+    v.visit::<Ours<10>>();
+    v.visit::<Ours<50>>();
+    v.visit::<Ours<200>>();
+    v.visit::<Ours<1000>>();
+    v.visit::<Ours<4000>>();
+    v.visit::<StdRw>();
+    v.visit::<ParkingLotRw>();
+}
+
 /// Every lock once.
 pub fn visit_all(v: &mut impl LockVisitor) {
     v.visit::<Ours>();
+    v.visit::<Ours<0>>();
     v.visit::<StdRw>();
     v.visit::<ParkingLotRw>();
     v.visit::<Sharded>();
