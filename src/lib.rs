@@ -113,6 +113,8 @@ mod sync;
 
 #[cfg(all(test, not(loom)))]
 mod contract_tests;
+#[cfg(all(test, not(loom)))]
+mod patience_tests;
 
 #[cfg(feature = "mm")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mm")))]

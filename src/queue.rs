@@ -81,6 +81,11 @@ pub(crate) struct Waiter {
     links: QCell<Links>,
     /// Under the queue lock; meaningful only while this waiter is the anchor.
     books: QCell<Books>,
+    /// The next waiter of the chain being woken. Written under the queue
+    /// lock by the thread that builds the chain, read by the same thread
+    /// after it releases the queue lock (the waiter itself never touches it,
+    /// so the read races with nothing the waiter does meanwhile).
+    wake_next: AtomicPtr<Waiter>,
 }
 
 #[derive(Clone, Copy)]
@@ -101,8 +106,6 @@ struct Links {
     pending: bool,
     /// Unlinked by a handoff while `pending`: the lock is this waiter's.
     granted: bool,
-    /// The next waiter of the chain being woken.
-    wake_next: *const Waiter,
 }
 
 #[derive(Clone, Copy)]
@@ -125,7 +128,6 @@ const UNLINKED_LINKS: Links = Links {
     patience: None,
     pending: false,
     granted: false,
-    wake_next: ptr::null(),
 };
 
 const EMPTY_BOOKS: Books = Books {
@@ -137,7 +139,7 @@ const EMPTY_BOOKS: Books = Books {
     strict_until: 0,
 };
 
-/// Waiters to wake, oldest first, chained through their `wake_next` links;
+/// Waiters to wake, oldest first, chained through their `wake_next` fields;
 /// woken with [`Chain::wake_all`] after the queue lock is released.
 #[must_use]
 pub(crate) struct Chain {
@@ -160,7 +162,13 @@ pub(crate) struct Take {
 impl Waiter {
     /// A new, unlinked waiter of `kind` for the current thread.
     pub(crate) fn new(kind: Kind) -> Self {
-        Waiter { kind, parker: Parker::new(), links: QCell::new(UNLINKED_LINKS), books: QCell::new(EMPTY_BOOKS) }
+        Waiter {
+            kind,
+            parker: Parker::new(),
+            links: QCell::new(UNLINKED_LINKS),
+            books: QCell::new(EMPTY_BOOKS),
+            wake_next: AtomicPtr::new(ptr::null_mut()),
+        }
     }
 
     /// # Safety
@@ -544,13 +552,14 @@ impl Chain {
     ///
     /// Queue lock held; `w` is alive and in no other chain.
     unsafe fn push(&mut self, w: *const Waiter) {
-        // SAFETY: caller's contract.
+        // Relaxed: only this thread reads the chain (see `Waiter::wake_next`).
+        // SAFETY: caller's contract: both waiters are alive.
         unsafe {
-            Waiter::edit(w, |l| l.wake_next = ptr::null());
+            (*w).wake_next.store(ptr::null_mut(), Ordering::Relaxed);
             if self.tail.is_null() {
                 self.head = w;
             } else {
-                Waiter::edit(self.tail, |t| t.wake_next = w);
+                (*self.tail).wake_next.store(w.cast_mut(), Ordering::Relaxed);
             }
         }
         self.tail = w;
@@ -572,7 +581,7 @@ impl Chain {
             // from it before the wake, after which it may be gone. Its
             // `wake_next` is ours until then: only a chain writes it, and the
             // waiter joins no other chain before this wake-up lands.
-            let (next, waker) = unsafe { (Waiter::links(p).wake_next, (*p).parker.waker()) };
+            let (next, waker) = unsafe { ((*p).wake_next.load(Ordering::Relaxed), (*p).parker.waker()) };
             // SAFETY: this waiter was never woken since it was taken, and is
             // woken once here.
             unsafe { waker.wake(admitted) };

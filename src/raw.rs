@@ -410,7 +410,8 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
                 let mut new = (entered(s, kind) & !WAITING_MASK) | unsafe { self.queue.bits(None) };
                 new = self.with_strict(new);
                 if new & WAITING_MASK == 0 {
-                    new = with_last(new, None);
+                    // `LAST` and `OPEN` are kept only while somebody waits.
+                    new = with_last(new, None) & !OPEN;
                 }
                 // AcqRel: acquire the lock; release the queue lock.
                 match self.state.compare_exchange(s, new & !QUEUE_LOCKED, Ordering::AcqRel, Ordering::Relaxed) {
