@@ -102,6 +102,8 @@
 #![warn(rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "arc_lock")]
+mod arc_guard;
 mod fairness;
 mod guard;
 mod intent;
@@ -120,6 +122,10 @@ pub mod mm;
 pub use guard::{MappedRwLockIntentGuard, RwLockIntentExt, RwLockIntentGuard, WriteGuardIntentExt};
 pub use intent::{RawIntent, RawIntentDowngrade, RawIntentTimed};
 pub use raw::RawPhaseLock;
+
+#[cfg(feature = "arc_lock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "arc_lock")))]
+pub use arc_guard::{ArcIntentGuard, ArcReadGuard, ArcRwLockIntentExt, ArcRwLockIntentGuard, ArcWriteGuard};
 
 pub use lock_api;
 pub use lock_api::{RawRwLock, RawRwLockDowngrade, RawRwLockFair, RawRwLockTimed};
