@@ -1,6 +1,6 @@
 //! The optional features as a user meets them: owned (`Arc`) guards
-//! (feature `arc_lock`). The README's test command,
-//! `cargo test --workspace --all-features`, runs them.
+//! (feature `arc_lock`) and serde (feature `serde`). The README's test
+//! command, `cargo test --workspace --all-features`, runs both.
 
 mod common;
 
@@ -171,5 +171,44 @@ mod arc_lock {
         let lock = Arc::new(PhaseLock::new(String::from("x")));
         let g = lock.intent_arc();
         assert_eq!(format!("{g:?} {g}"), "\"x\" x");
+    }
+}
+
+#[cfg(feature = "serde")]
+mod serde_feature {
+    use phase_lock::*;
+
+    #[test]
+    fn serializes_as_its_data() {
+        let data = vec![3u32, 1, 4, 1, 5];
+        let lock = PhaseLock::new(data.clone());
+        let as_lock = serde_json::to_string(&lock).unwrap();
+        assert_eq!(as_lock, serde_json::to_string(&data).unwrap());
+        assert_eq!(as_lock, "[3,1,4,1,5]");
+    }
+
+    #[test]
+    fn serializes_while_readers_hold_it() {
+        let lock = PhaseLock::new(vec![1u32]);
+        let _r = lock.read();
+        assert_eq!(serde_json::to_string(&lock).unwrap(), "[1]");
+    }
+
+    #[test]
+    fn deserializes_into_an_unlocked_lock() {
+        let lock: PhaseLock<Vec<u32>> = serde_json::from_str("[2, 7, 1, 8]").unwrap();
+        assert!(lock.try_write().is_some(), "comes out unlocked");
+        assert_eq!(lock.into_inner(), [2, 7, 1, 8]);
+        assert!(serde_json::from_str::<PhaseLock<Vec<u32>>>("[1, -1]").is_err());
+    }
+
+    #[test]
+    fn round_trips_inside_other_data() {
+        let locks = vec![PhaseLock::new(vec![1u32]), PhaseLock::new(vec![])];
+        let json = serde_json::to_string(&locks).unwrap();
+        assert_eq!(json, "[[1],[]]");
+        let back: Vec<PhaseLock<Vec<u32>>> = serde_json::from_str(&json).unwrap();
+        let back: Vec<Vec<u32>> = back.into_iter().map(PhaseLock::into_inner).collect();
+        assert_eq!(back, [vec![1], vec![]]);
     }
 }
