@@ -154,7 +154,7 @@ pub trait ArcRwLockIntentExt<R: RawIntent, T: ?Sized> {
     /// assert!(lock.try_intent_arc_until(deadline).is_none());
     /// assert!(Instant::now() >= deadline);
     /// drop(w);
-    /// assert!(lock.try_intent_arc_until(Instant::now()).is_some());
+    /// assert!(lock.try_intent_arc_until(Instant::now() + Duration::from_millis(5)).is_some());
     /// ```
     fn try_intent_arc_until(&self, timeout: R::Instant) -> Option<ArcRwLockIntentGuard<R, T>>
     where

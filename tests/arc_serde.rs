@@ -31,7 +31,11 @@ mod arc_lock {
     /// intent mode and timeouts in `std::time`. Called once per patience.
     fn exercise<R>()
     where
-        R: RawIntentTimed<Duration = Duration, Instant = Instant> + lock_api::RawRwLockDowngrade + Send + Sync + 'static,
+        R: RawIntentTimed<Duration = Duration, Instant = Instant>
+            + lock_api::RawRwLockDowngrade
+            + Send
+            + Sync
+            + 'static,
         R::IntentGuard: Send,
     {
         let lock = Arc::new(RwLock::<R, Vec<u32>>::new(vec![1, 2, 3]));
