@@ -135,22 +135,91 @@ pub use lock_api::{RawRwLock, RawRwLockDowngrade, RawRwLockFair, RawRwLockTimed}
 /// `read`, `write`, their `try_`/timed variants, `get_mut` and `into_inner`
 /// come from [`lock_api::RwLock`]; `intent` and its variants from
 /// [`RwLockIntentExt`].
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new(vec![1, 2]);
+/// lock.write().push(3);
+/// assert_eq!(lock.intent().len(), 3);
+/// assert_eq!(lock.into_inner(), [1, 2, 3]);
+/// ```
 pub type PhaseLock<T> = lock_api::RwLock<RawPhaseLock, T>;
 
 /// A read guard of a [`PhaseLock`]; dereferences to `&T`.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new(5);
+/// let a: ReadGuard<'_, i32> = lock.read();
+/// let b = lock.read(); // readers share the lock
+/// assert!(lock.try_intent().is_none()); // but exclude intent holders
+/// assert_eq!(*a + *b, 10);
+/// ```
 pub type ReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawPhaseLock, T>;
 
 /// An intent guard of a [`PhaseLock`]; dereferences to `&T`.
+///
+/// ```
+/// use phase_lock::*;
+/// use std::sync::Mutex;
+///
+/// let lock = PhaseLock::new([Mutex::new(0), Mutex::new(0)]);
+/// let a: IntentGuard<'_, _> = lock.intent();
+/// let b = lock.intent(); // intent holders share the lock…
+/// *a[0].lock().unwrap() += 1; // …and change parts of it under finer locks
+/// *b[1].lock().unwrap() += 2;
+/// assert!(lock.try_read().is_none()); // readers wait for a stable view
+/// ```
 pub type IntentGuard<'a, T> = RwLockIntentGuard<'a, RawPhaseLock, T>;
 
 /// The write guard of a [`PhaseLock`]; dereferences to `&mut T`.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new(String::from("a"));
+/// let mut w: WriteGuard<'_, String> = lock.write();
+/// w.push('b');
+/// assert!(lock.try_read().is_none() && lock.try_intent().is_none());
+/// drop(w);
+/// assert_eq!(*lock.read(), "ab");
+/// ```
 pub type WriteGuard<'a, T> = lock_api::RwLockWriteGuard<'a, RawPhaseLock, T>;
 
 /// A read guard narrowed by `ReadGuard::map`.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new((1, String::from("one")));
+/// let name: MappedReadGuard<'_, str> = ReadGuard::map(lock.read(), |p| p.1.as_str());
+/// assert_eq!(&*name, "one");
+/// ```
 pub type MappedReadGuard<'a, T> = lock_api::MappedRwLockReadGuard<'a, RawPhaseLock, T>;
 
 /// An intent guard narrowed by `IntentGuard::map`.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new((1, String::from("one")));
+/// let name: MappedIntentGuard<'_, str> = IntentGuard::map(lock.intent(), |p| p.1.as_str());
+/// assert_eq!(&*name, "one");
+/// assert!(lock.try_read().is_none()); // still an intent acquisition
+/// ```
 pub type MappedIntentGuard<'a, T> = MappedRwLockIntentGuard<'a, RawPhaseLock, T>;
 
 /// A write guard narrowed by `WriteGuard::map`.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new((1, String::from("one")));
+/// let mut name: MappedWriteGuard<'_, String> = WriteGuard::map(lock.write(), |p| &mut p.1);
+/// name.push('!');
+/// drop(name);
+/// assert_eq!(lock.read().1, "one!");
+/// ```
 pub type MappedWriteGuard<'a, T> = lock_api::MappedRwLockWriteGuard<'a, RawPhaseLock, T>;
