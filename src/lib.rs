@@ -96,6 +96,10 @@
 //! write, and timeouts, downgrade and fair unlocking come from lock_api's
 //! wrappers. The intent mode is added by the [`RwLockIntentExt`] extension
 //! trait over any raw lock that implements [`RawIntent`].
+//!
+//! Feature `arc_lock` adds lock_api's owned guards (`read_arc`, `write_arc`)
+//! and the intent mode's (`intent_arc`, from `ArcRwLockIntentExt`); feature
+//! `serde` makes a `PhaseLock<T>` serialize and deserialize as its `T`.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
