@@ -17,28 +17,117 @@ use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed};
 /// Intent holders get shared (`&T`) access, like readers, but exclude readers
 /// instead of each other: they are expected to mutate disjoint parts of `T`
 /// under finer-grained locks of their own (interior mutability).
+///
+/// ```
+/// use phase_lock::*;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// // Generic code over any lock_api rwlock with an intent mode.
+/// fn bump<R: RawIntent>(lock: &lock_api::RwLock<R, [AtomicU32; 2]>, i: usize) {
+///     lock.intent()[i].fetch_add(1, Ordering::Relaxed);
+/// }
+///
+/// let lock = PhaseLock::new([AtomicU32::new(0), AtomicU32::new(0)]);
+/// std::thread::scope(|s| {
+///     s.spawn(|| bump(&lock, 0));
+///     s.spawn(|| bump(&lock, 1));
+/// });
+/// assert_eq!(lock.read().iter().map(|c| c.load(Ordering::Relaxed)).sum::<u32>(), 2);
+/// ```
 pub trait RwLockIntentExt<R: RawIntent, T: ?Sized> {
     /// Locks in intent mode, blocking the current thread until it can.
     ///
     /// Returns at once if intent holders hold the lock and nobody waits;
     /// otherwise waits for the intent kind's turn (see the
     /// [fairness contract](crate#fairness)).
+    ///
+    /// # Panics
+    ///
+    /// Panics if the raw lock's count of intent holders would overflow (for
+    /// the crate's lock, more than 2^27 at once), before the lock is touched.
+    ///
+    /// ```
+    /// use phase_lock::*;
+    ///
+    /// let lock = PhaseLock::new(1);
+    /// let a = lock.intent();
+    /// let b = lock.intent(); // does not wait for `a`
+    /// assert_eq!(*a + *b, 2);
+    /// ```
     fn intent(&self) -> RwLockIntentGuard<'_, R, T>;
 
-    /// Attempts to lock in intent mode without blocking.
+    /// Attempts to lock in intent mode without blocking; `None` if the
+    /// request cannot enter at once (it never queues).
+    ///
+    /// # Panics
+    ///
+    /// As [`intent`](Self::intent).
+    ///
+    /// ```
+    /// use phase_lock::*;
+    ///
+    /// let lock = PhaseLock::new(1);
+    /// let r = lock.read();
+    /// assert!(lock.try_intent().is_none()); // readers exclude intent holders
+    /// drop(r);
+    /// assert_eq!(lock.try_intent().map(|g| *g), Some(1));
+    /// ```
     fn try_intent(&self) -> Option<RwLockIntentGuard<'_, R, T>>;
 
     /// Attempts to lock in intent mode, waiting at most `timeout`.
+    ///
+    /// # Panics
+    ///
+    /// As [`intent`](Self::intent).
+    ///
+    /// ```
+    /// use phase_lock::*;
+    /// use std::time::Duration;
+    ///
+    /// let lock = PhaseLock::new(1);
+    /// let w = lock.write();
+    /// assert!(lock.try_intent_for(Duration::from_millis(5)).is_none());
+    /// drop(w);
+    /// assert!(lock.try_intent_for(Duration::from_millis(5)).is_some());
+    /// ```
     fn try_intent_for(&self, timeout: R::Duration) -> Option<RwLockIntentGuard<'_, R, T>>
     where
         R: RawIntentTimed;
 
     /// Attempts to lock in intent mode, waiting until `timeout` at most.
+    ///
+    /// # Panics
+    ///
+    /// As [`intent`](Self::intent).
+    ///
+    /// ```
+    /// use phase_lock::*;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let lock = PhaseLock::new(1);
+    /// let r = lock.read();
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert!(lock.try_intent_until(deadline).is_none());
+    /// assert!(Instant::now() >= deadline);
+    /// drop(r);
+    /// assert!(lock.try_intent_until(Instant::now() + Duration::from_millis(5)).is_some());
+    /// ```
     fn try_intent_until(&self, timeout: R::Instant) -> Option<RwLockIntentGuard<'_, R, T>>
     where
         R: RawIntentTimed;
 
     /// Whether the lock is held in intent mode (a momentary snapshot).
+    ///
+    /// ```
+    /// use phase_lock::*;
+    ///
+    /// let lock = PhaseLock::new(());
+    /// assert!(!lock.is_locked_intent());
+    /// let g = lock.intent();
+    /// assert!(lock.is_locked_intent() && !lock.is_locked_exclusive());
+    /// drop(g);
+    /// assert!(!lock.is_locked_intent());
+    /// ```
     fn is_locked_intent(&self) -> bool;
 }
 
@@ -88,6 +177,17 @@ impl<R: RawIntent, T: ?Sized> RwLockIntentExt<R, T> for RwLock<R, T> {
 ///
 /// Dereferences to `&T`. Made by [`RwLockIntentExt::intent`] and its `try_`
 /// variants, or by [`WriteGuardIntentExt::downgrade_to_intent`].
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new(vec![1, 2]);
+/// let guard: RwLockIntentGuard<'_, RawPhaseLock, Vec<i32>> = lock.intent();
+/// assert_eq!(guard.len(), 2);
+/// assert!(lock.try_write().is_none());
+/// drop(guard); // releases
+/// assert!(lock.try_write().is_some());
+/// ```
 #[clippy::has_significant_drop]
 #[must_use = "if unused the lock will immediately unlock"]
 pub struct RwLockIntentGuard<'a, R: RawIntent, T: ?Sized> {
@@ -102,6 +202,17 @@ impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> RwLockIntentGuard<'a, R, T> {
     }
 
     /// The lock this guard holds.
+    ///
+    /// An associated function (`RwLockIntentGuard::rwlock(&guard)`), so that
+    /// it cannot shadow a method of `T`.
+    ///
+    /// ```
+    /// use phase_lock::*;
+    ///
+    /// let lock = PhaseLock::new(0);
+    /// let guard = lock.intent();
+    /// assert!(std::ptr::eq(RwLockIntentGuard::rwlock(&guard), &lock));
+    /// ```
     pub fn rwlock(s: &Self) -> &'a RwLock<R, T> {
         s.rwlock
     }
@@ -111,6 +222,15 @@ impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> RwLockIntentGuard<'a, R, T> {
     /// An associated function (`RwLockIntentGuard::map(guard, f)`), so that
     /// it cannot shadow a method of `T`. If `f` panics, the guard is dropped
     /// and the lock released.
+    ///
+    /// ```
+    /// use phase_lock::*;
+    ///
+    /// let lock = PhaseLock::new((7, "seven"));
+    /// let name = RwLockIntentGuard::map(lock.intent(), |p| &p.1);
+    /// assert_eq!(*name, "seven");
+    /// assert!(lock.try_read().is_none()); // the intent acquisition is kept
+    /// ```
     #[inline]
     pub fn map<U: ?Sized, F>(s: Self, f: F) -> MappedRwLockIntentGuard<'a, R, U>
     where
@@ -121,6 +241,15 @@ impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> RwLockIntentGuard<'a, R, T> {
 
     /// Narrows the guard to a component of the locked data, or gives the
     /// guard back if `f` returns `None`.
+    ///
+    /// ```
+    /// use phase_lock::*;
+    ///
+    /// let lock = PhaseLock::new(vec![10, 20]);
+    /// let guard = RwLockIntentGuard::try_map(lock.intent(), |v| v.get(5)).unwrap_err();
+    /// let second = RwLockIntentGuard::try_map(guard, |v| v.get(1)).unwrap();
+    /// assert_eq!(*second, 20);
+    /// ```
     #[inline]
     pub fn try_map<U: ?Sized, F>(s: Self, f: F) -> Result<MappedRwLockIntentGuard<'a, R, U>, Self>
     where
@@ -167,6 +296,17 @@ impl<'a, R: RawIntent + 'a, T: fmt::Display + ?Sized + 'a> fmt::Display for RwLo
 
 /// An intent guard narrowed to a component of the locked data by
 /// [`RwLockIntentGuard::map`]. Releases the intent acquisition when dropped.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new([1, 2, 3]);
+/// let tail: MappedRwLockIntentGuard<'_, RawPhaseLock, [i32]> =
+///     RwLockIntentGuard::map(lock.intent(), |a| &a[1..]);
+/// assert_eq!(*tail, [2, 3]);
+/// drop(tail); // releases
+/// assert!(lock.try_write().is_some());
+/// ```
 #[clippy::has_significant_drop]
 #[must_use = "if unused the lock will immediately unlock"]
 pub struct MappedRwLockIntentGuard<'a, R: RawIntent, T: ?Sized> {
@@ -191,6 +331,15 @@ unsafe impl<'a, R: RawIntent + Sync + 'a, T: ?Sized + Sync + 'a> Sync for Mapped
 
 impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> MappedRwLockIntentGuard<'a, R, T> {
     /// Narrows the guard further.
+    ///
+    /// ```
+    /// use phase_lock::*;
+    ///
+    /// let lock = PhaseLock::new(((1, 2), 3));
+    /// let inner = RwLockIntentGuard::map(lock.intent(), |p| &p.0);
+    /// let two = MappedRwLockIntentGuard::map(inner, |p| &p.1);
+    /// assert_eq!(*two, 2);
+    /// ```
     #[inline]
     pub fn map<U: ?Sized, F>(s: Self, f: F) -> MappedRwLockIntentGuard<'a, R, U>
     where
@@ -200,6 +349,16 @@ impl<'a, R: RawIntent + 'a, T: ?Sized + 'a> MappedRwLockIntentGuard<'a, R, T> {
     }
 
     /// Narrows the guard further, or gives it back if `f` returns `None`.
+    ///
+    /// ```
+    /// use phase_lock::*;
+    ///
+    /// let lock = PhaseLock::new(vec![Some(1), None]);
+    /// let v = RwLockIntentGuard::map(lock.intent(), |v| v.as_slice());
+    /// let v = MappedRwLockIntentGuard::try_map(v, |v| v[1].as_ref()).unwrap_err();
+    /// let one = MappedRwLockIntentGuard::try_map(v, |v| v[0].as_ref()).unwrap();
+    /// assert_eq!(*one, 1);
+    /// ```
     #[inline]
     pub fn try_map<U: ?Sized, F>(s: Self, f: F) -> Result<MappedRwLockIntentGuard<'a, R, U>, Self>
     where
@@ -316,6 +475,18 @@ pub trait WriteGuardIntentExt<'a, R: RawIntent, T: ?Sized> {
     /// writer can enter in between. Waiting intent requests join it unless
     /// readers are waiting too (then it is the readers' turn next, and the
     /// downgraded holder finishes the write phase's turn alone).
+    ///
+    /// ```
+    /// use phase_lock::*;
+    ///
+    /// let lock = PhaseLock::new(0);
+    /// let mut w = lock.write();
+    /// *w = 1;
+    /// let i = WriteGuardIntentExt::downgrade_to_intent(w);
+    /// assert_eq!(*i, 1);
+    /// assert!(lock.try_write().is_none()); // still held, now in intent mode
+    /// assert!(lock.is_locked_intent());
+    /// ```
     fn downgrade_to_intent(self) -> RwLockIntentGuard<'a, R, T>;
 }
 

@@ -96,12 +96,18 @@
 //! write, and timeouts, downgrade and fair unlocking come from lock_api's
 //! wrappers. The intent mode is added by the [`RwLockIntentExt`] extension
 //! trait over any raw lock that implements [`RawIntent`].
+//!
+//! Feature `arc_lock` adds lock_api's owned guards (`read_arc`, `write_arc`)
+//! and the intent mode's (`intent_arc`, from `ArcRwLockIntentExt`); feature
+//! `serde` makes a `PhaseLock<T>` serialize and deserialize as its `T`.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "arc_lock")]
+mod arc_guard;
 mod fairness;
 mod guard;
 mod intent;
@@ -124,6 +130,10 @@ pub use guard::{MappedRwLockIntentGuard, RwLockIntentExt, RwLockIntentGuard, Wri
 pub use intent::{RawIntent, RawIntentDowngrade, RawIntentTimed};
 pub use raw::{DEFAULT_PATIENCE_US, RawPatientLock, RawPhaseLock, RawStrictPhaseLock};
 
+#[cfg(feature = "arc_lock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "arc_lock")))]
+pub use arc_guard::{ArcIntentGuard, ArcReadGuard, ArcRwLockIntentExt, ArcRwLockIntentGuard, ArcWriteGuard};
+
 pub use lock_api;
 pub use lock_api::{RawRwLock, RawRwLockDowngrade, RawRwLockFair, RawRwLockTimed};
 
@@ -137,9 +147,10 @@ pub use lock_api::{RawRwLock, RawRwLockDowngrade, RawRwLockFair, RawRwLockTimed}
 /// ```
 /// use phase_lock::*;
 ///
-/// let lock = PhaseLock::new(1);
-/// *lock.write() += 1;
-/// assert_eq!(*lock.intent(), 2);
+/// let lock = PhaseLock::new(vec![1, 2]);
+/// lock.write().push(3);
+/// assert_eq!(lock.intent().len(), 3);
+/// assert_eq!(lock.into_inner(), [1, 2, 3]);
 /// ```
 pub type PhaseLock<T> = lock_api::RwLock<RawPhaseLock, T>;
 
@@ -170,19 +181,79 @@ pub type StrictPhaseLock<T> = lock_api::RwLock<RawStrictPhaseLock, T>;
 pub type PatientLock<T, const PATIENCE_US: u32> = lock_api::RwLock<RawPatientLock<PATIENCE_US>, T>;
 
 /// A read guard of a [`PhaseLock`]; dereferences to `&T`.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new(5);
+/// let a: ReadGuard<'_, i32> = lock.read();
+/// let b = lock.read(); // readers share the lock
+/// assert!(lock.try_intent().is_none()); // but exclude intent holders
+/// assert_eq!(*a + *b, 10);
+/// ```
 pub type ReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawPhaseLock, T>;
 
 /// An intent guard of a [`PhaseLock`]; dereferences to `&T`.
+///
+/// ```
+/// use phase_lock::*;
+/// use std::sync::Mutex;
+///
+/// let lock = PhaseLock::new([Mutex::new(0), Mutex::new(0)]);
+/// let a: IntentGuard<'_, _> = lock.intent();
+/// let b = lock.intent(); // intent holders share the lock…
+/// *a[0].lock().unwrap() += 1; // …and change parts of it under finer locks
+/// *b[1].lock().unwrap() += 2;
+/// assert!(lock.try_read().is_none()); // readers wait for a stable view
+/// ```
 pub type IntentGuard<'a, T> = RwLockIntentGuard<'a, RawPhaseLock, T>;
 
 /// The write guard of a [`PhaseLock`]; dereferences to `&mut T`.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new(String::from("a"));
+/// let mut w: WriteGuard<'_, String> = lock.write();
+/// w.push('b');
+/// assert!(lock.try_read().is_none() && lock.try_intent().is_none());
+/// drop(w);
+/// assert_eq!(*lock.read(), "ab");
+/// ```
 pub type WriteGuard<'a, T> = lock_api::RwLockWriteGuard<'a, RawPhaseLock, T>;
 
 /// A read guard narrowed by `ReadGuard::map`.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new((1, String::from("one")));
+/// let name: MappedReadGuard<'_, str> = ReadGuard::map(lock.read(), |p| p.1.as_str());
+/// assert_eq!(&*name, "one");
+/// ```
 pub type MappedReadGuard<'a, T> = lock_api::MappedRwLockReadGuard<'a, RawPhaseLock, T>;
 
 /// An intent guard narrowed by `IntentGuard::map`.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new((1, String::from("one")));
+/// let name: MappedIntentGuard<'_, str> = IntentGuard::map(lock.intent(), |p| p.1.as_str());
+/// assert_eq!(&*name, "one");
+/// assert!(lock.try_read().is_none()); // still an intent acquisition
+/// ```
 pub type MappedIntentGuard<'a, T> = MappedRwLockIntentGuard<'a, RawPhaseLock, T>;
 
 /// A write guard narrowed by `WriteGuard::map`.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = PhaseLock::new((1, String::from("one")));
+/// let mut name: MappedWriteGuard<'_, String> = WriteGuard::map(lock.write(), |p| &mut p.1);
+/// name.push('!');
+/// drop(name);
+/// assert_eq!(lock.read().1, "one!");
+/// ```
 pub type MappedWriteGuard<'a, T> = lock_api::MappedRwLockWriteGuard<'a, RawPhaseLock, T>;

@@ -4,6 +4,16 @@ use core::fmt;
 
 /// Why an `mm` operation refused its input. Operations never panic on bad
 /// input; they return one of these and change nothing.
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+/// assert_eq!(mm.mmap(0x10_0000, 0, Prot::Read, Backing::Anon), Err(MmError::ZeroLength));
+/// assert_eq!(mm.fault(0x10_0000, false), Err(MmError::NotMapped { addr: 0x10_0000 }));
+/// let e = mm.mmap(0x10_0001, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap_err();
+/// assert_eq!(e, MmError::Unaligned { addr: 0x10_0001 });
+/// println!("{e}"); // a readable message; also a std::error::Error
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MmError {
@@ -91,4 +101,15 @@ impl fmt::Display for MmError {
 impl std::error::Error for MmError {}
 
 /// The result type of `mm` operations.
+///
+/// ```
+/// use phase_lock::mm::*;
+/// fn map_one(mm: &Mm, addr: u64) -> MmResult<u64> {
+///     mm.mmap(addr, PAGE_SIZE, Prot::ReadWrite, Backing::Anon)?;
+///     mm.fault(addr, true)
+/// }
+/// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+/// assert!(map_one(&mm, 0x10_0000).is_ok());
+/// assert!(map_one(&mm, 0x10_0000).is_err()); // already mapped
+/// ```
 pub type MmResult<T> = Result<T, MmError>;

@@ -30,6 +30,20 @@ pub(crate) struct RmapEntry {
 /// A [`punch_hole`](File::punch_hole) reaches every address space mapping
 /// the range through the rmap, taking the `i_mmap` lock and page-table locks
 /// but never a VMA lock (the lock order puts the VMA lock first).
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let frames = FrameAllocator::new();
+/// let file = File::new(&frames);
+/// let (a, b) = (Mm::new(Strategy::Split, &frames), Mm::new(Strategy::Classic, &frames));
+/// let backing = Backing::File { file: file.clone(), pgoff: 0 };
+/// a.mmap(0x10_0000, PAGE_SIZE, Prot::Read, backing.clone()).unwrap();
+/// b.mmap(0x30_0000, PAGE_SIZE, Prot::Read, backing).unwrap();
+/// // Both address spaces map the same page-cache frame.
+/// assert_eq!(a.fault(0x10_0000, false), b.fault(0x30_0000, false));
+/// assert_eq!(file.punch_hole(0, PAGE_SIZE), Ok(2)); // reaches both through the rmap
+/// assert_eq!(a.stats().mapped_pages + b.stats().mapped_pages, 0);
+/// ```
 pub struct File {
     pub(crate) frames: Arc<FrameAllocator>,
     /// Page cache: file page → frame. A leaf lock, taken under PTE PTLs.
@@ -44,11 +58,24 @@ fn new_lock<T>(v: T) -> PhaseLock<T> {
 
 impl File {
     /// A new empty file whose pages come from `frames`.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let file = File::new(&FrameAllocator::new());
+    /// assert_eq!((file.cached_pages(), file.mappings()), (0, 0));
+    /// ```
     pub fn new(frames: &Arc<FrameAllocator>) -> Arc<File> {
         Arc::new(File { frames: frames.clone(), cache: new_lock(BTreeMap::new()), i_mmap: new_lock(Vec::new()) })
     }
 
     /// A number that identifies this file while it lives (its address).
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let frames = FrameAllocator::new();
+    /// let (a, b) = (File::new(&frames), File::new(&frames));
+    /// assert_ne!(a.id(), b.id());
+    /// ```
     pub fn id(&self) -> u64 {
         self as *const File as u64
     }
@@ -62,18 +89,47 @@ impl File {
     }
 
     /// The frame caching file page `pgoff`, if any.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let frames = FrameAllocator::new();
+    /// let (mm, file) = (Mm::new(Strategy::Split, &frames), File::new(&frames));
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::Read, Backing::File { file: file.clone(), pgoff: 5 }).unwrap();
+    /// assert_eq!(file.cached(5), None);
+    /// let pfn = mm.fault(0x10_0000, false).unwrap(); // reads file page 5 into the cache
+    /// assert_eq!(file.cached(5), Some(pfn));
+    /// ```
     pub fn cached(&self, pgoff: u64) -> Option<u64> {
         let _h = Held::take(Class::PageCache);
         self.cache.read().get(&pgoff).copied()
     }
 
     /// Pages in the page cache.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let frames = FrameAllocator::new();
+    /// let (mm, file) = (Mm::new(Strategy::Split, &frames), File::new(&frames));
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::Read, Backing::File { file: file.clone(), pgoff: 0 }).unwrap();
+    /// mm.gup(0x10_0000, 2 * PAGE_SIZE, false).unwrap();
+    /// assert_eq!(file.cached_pages(), 2);
+    /// ```
     pub fn cached_pages(&self) -> usize {
         let _h = Held::take(Class::PageCache);
         self.cache.read().len()
     }
 
     /// Mappings recorded in the rmap.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let frames = FrameAllocator::new();
+    /// let (mm, file) = (Mm::new(Strategy::Split, &frames), File::new(&frames));
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::Read, Backing::File { file: file.clone(), pgoff: 0 }).unwrap();
+    /// assert_eq!(file.mappings(), 1);
+    /// mm.munmap(0x10_0000, PAGE_SIZE).unwrap();
+    /// assert_eq!(file.mappings(), 0);
+    /// ```
     pub fn mappings(&self) -> usize {
         let _h = Held::take(Class::IMmap);
         self.i_mmap.read().iter().filter(|e| e.mm.strong_count() != 0).count()
@@ -88,6 +144,17 @@ impl File {
     /// the page-table lock in intent mode plus PTLs, under Classic PTLs only,
     /// under Refcount a reference on each PTE table plus its PTL. Never a VMA
     /// lock. Returns the number of page-table entries cleared.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let frames = FrameAllocator::new();
+    /// let (mm, file) = (Mm::new(Strategy::Split, &frames), File::new(&frames));
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::Read, Backing::File { file: file.clone(), pgoff: 0 }).unwrap();
+    /// mm.gup(0x10_0000, 2 * PAGE_SIZE, false).unwrap();
+    /// assert_eq!(file.punch_hole(PAGE_SIZE, PAGE_SIZE), Ok(1)); // the second page only
+    /// assert_eq!((file.cached_pages(), mm.stats().mapped_pages), (1, 1));
+    /// assert_eq!(file.punch_hole(1, PAGE_SIZE), Err(MmError::Unaligned { addr: 1 }));
+    /// ```
     pub fn punch_hole(&self, offset: u64, len: u64) -> MmResult<u64> {
         if len == 0 {
             return Err(MmError::ZeroLength);

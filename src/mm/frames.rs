@@ -25,6 +25,15 @@ const STRIPES: usize = 8;
 ///
 /// Shared (through an `Arc`) by every [`Mm`](super::Mm) and
 /// [`File`](super::File) of one simulated machine.
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let frames = FrameAllocator::new();
+/// let mm = Mm::new(Strategy::Split, &frames);
+/// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+/// mm.fault(0x10_0000, true).unwrap();
+/// assert_eq!(frames.in_use(), 1);
+/// ```
 pub struct FrameAllocator {
     #[cfg(not(loom))]
     id: u64,
@@ -58,6 +67,12 @@ fn stripe() -> usize {
 
 impl FrameAllocator {
     /// A new allocator with no frame handed out.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let frames: std::sync::Arc<FrameAllocator> = FrameAllocator::new();
+    /// assert_eq!(frames.in_use(), 0);
+    /// ```
     pub fn new() -> Arc<FrameAllocator> {
         Arc::new(FrameAllocator {
             // Relaxed: a unique id, no data published with it.
@@ -106,12 +121,31 @@ impl FrameAllocator {
 
     /// 4 KiB frames handed out and not returned (a 2 MiB frame counts 512).
     /// Exact only when no operation runs.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let frames = FrameAllocator::new();
+    /// let mm = Mm::new(Strategy::Split, &frames);
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.gup(0x10_0000, 2 * PAGE_SIZE, true).unwrap();
+    /// assert_eq!(frames.in_use(), 2);
+    /// mm.munmap(0x10_0000, 2 * PAGE_SIZE).unwrap();
+    /// assert_eq!(frames.in_use(), 0);
+    /// ```
     pub fn in_use(&self) -> u64 {
         let sum = |s: &[CachePadded<AtomicU64>; STRIPES]| s.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
         sum(&self.allocated).wrapping_sub(sum(&self.freed))
     }
 
     /// Whether `pfn` lies in the 2 MiB-frame region.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let small = mm.fault(0, true).unwrap();
+    /// assert!(!FrameAllocator::is_huge_frame(small));
+    /// ```
     pub fn is_huge_frame(pfn: u64) -> bool {
         pfn >= HUGE_BASE
     }

@@ -28,6 +28,23 @@
 //! briefly and then parks on a futex. The stress test runs 16 threads on 2
 //! cores, where a pure spin lock would burn whole time slices waiting for a
 //! preempted holder; and under loom the lock is model-checked with the rest.
+//!
+//! ```
+//! use phase_lock::mm::pagetable::*;
+//!
+//! // Geometry: 512 entries a table, each level 512 times the one below.
+//! assert_eq!(ENTRIES as u64 * PAGE_SIZE, PMD_SIZE);
+//! assert_eq!(ENTRIES as u64 * PMD_SIZE, PUD_SIZE);
+//! assert_eq!(ENTRIES as u64 * PUD_SIZE, PGD_SIZE);
+//! assert_eq!(USER_END, 256 * PGD_SIZE); // the user half of 48 bits
+//! assert!(TABLE_BYTES >= ENTRIES as u64 * 8); // entries plus descriptor
+//! // Entry bits: no two flags share a bit, and none is in the frame number.
+//! let flags = [PRESENT, WRITABLE, ACCESSED, DIRTY, HUGE, FILE, TABLE];
+//! assert_eq!(flags.iter().fold(0, |a, f| a | f).count_ones(), 7);
+//! assert_eq!(pfn(leaf(9, DIRTY | ACCESSED)), 9);
+//! assert_eq!(POISON_ENTRY & (HUGE | TABLE), HUGE | TABLE); // no live entry is both
+//! let _ = QUARANTINE; // true with feature `mm-quarantine`
+//! ```
 
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
@@ -74,6 +91,12 @@ const ADDR_SHIFT: u32 = 12;
 const ADDR_MASK: u64 = ((1 << 57) - 1) & !((1 << ADDR_SHIFT) - 1);
 
 /// The level of a table.
+///
+/// ```
+/// use phase_lock::mm::pagetable::*;
+/// assert_eq!(Level::Pte as usize, 0); // the order of `MmStats::tables`
+/// assert_eq!(index(PMD_SIZE, Level::Pmd), 1);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
     /// A page-table page of PTEs (each maps 4 KiB).
@@ -87,18 +110,40 @@ pub enum Level {
 }
 
 /// The index of `addr` in a table of `level`.
+///
+/// ```
+/// use phase_lock::mm::pagetable::*;
+/// let addr = 3 * PUD_SIZE + 2 * PMD_SIZE + 5 * PAGE_SIZE + 0x123;
+/// assert_eq!(index(addr, Level::Pte), 5);
+/// assert_eq!(index(addr, Level::Pmd), 2);
+/// assert_eq!(index(addr, Level::Pud), 3);
+/// assert_eq!(index(addr, Level::Pgd), 0);
+/// ```
 #[inline]
 pub fn index(addr: u64, level: Level) -> usize {
     ((addr >> (12 + 9 * level as u32)) & 511) as usize
 }
 
 /// The frame number of a leaf entry.
+///
+/// ```
+/// use phase_lock::mm::pagetable::*;
+/// let entry = leaf(42, WRITABLE | DIRTY);
+/// assert_eq!(pfn(entry), 42);
+/// ```
 #[inline]
 pub fn pfn(entry: u64) -> u64 {
     (entry & ADDR_MASK) >> ADDR_SHIFT
 }
 
 /// A leaf entry for `pfn` with `flags`.
+///
+/// ```
+/// use phase_lock::mm::pagetable::*;
+/// let entry = leaf(7, WRITABLE);
+/// assert_eq!(entry & (PRESENT | WRITABLE | HUGE), PRESENT | WRITABLE); // always present
+/// assert_eq!(pfn(entry), 7);
+/// ```
 #[inline]
 pub fn leaf(pfn: u64, flags: u64) -> u64 {
     (pfn << ADDR_SHIFT) | flags | PRESENT

@@ -24,6 +24,17 @@ use crate::{IntentGuard, PhaseLock, RawPhaseLock, ReadGuard, RwLockIntentExt, Wr
 /// by one of the three [`Strategy`]s.
 ///
 /// All operations take `&self` and may run from many threads at once.
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+/// mm.mmap(0x1000_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| mm.fault(0x1000_0000, true).unwrap());
+///     s.spawn(|| mm.fault(0x1000_0000 + PAGE_SIZE, true).unwrap());
+/// });
+/// assert_eq!(mm.stats().mapped_pages, 2);
+/// ```
 pub struct Mm {
     inner: Arc<MmInner>,
 }
@@ -61,6 +72,17 @@ fn new_lock<T>(v: T) -> PhaseLock<T> {
 }
 
 /// Page-table statistics of an [`Mm`].
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let mm = Mm::new(Strategy::Refcount, &FrameAllocator::new());
+/// mm.mmap(0x20_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+/// mm.fault(0x20_0000, false).unwrap();
+/// let stats: MmStats = mm.stats();
+/// assert_eq!(stats.mapped_pages, 1);
+/// assert_eq!(stats.tables, [1, 1, 1, 1]); // one table per level: PTE, PMD, PUD, PGD
+/// assert_eq!(stats.page_table_bytes, 4 * TABLE_BYTES);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MmStats {
     /// Linked tables per level, indexed by [`Level`] (`[pte, pmd, pud, pgd]`).
@@ -80,6 +102,15 @@ pub struct MmStats {
 }
 
 /// One leaf mapping, as [`Mm::mappings`] lists it.
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let mm = Mm::new(Strategy::Classic, &FrameAllocator::new());
+/// mm.mmap(0x20_0000, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
+/// let pfn = mm.fault(0x20_0000, false).unwrap();
+/// let [m]: [Mapping; 1] = mm.mappings().try_into().unwrap();
+/// assert_eq!((m.addr, m.pfn()), (0x20_0000, pfn));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mapping {
     /// The virtual address (2 MiB aligned for a huge leaf).
@@ -90,18 +121,55 @@ pub struct Mapping {
 
 impl Mapping {
     /// The frame number.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let pfn = mm.fault(0x20_0000, true).unwrap();
+    /// assert_eq!(mm.mappings()[0].pfn(), pfn);
+    /// ```
     pub fn pfn(&self) -> u64 {
         pfn(self.entry)
     }
     /// Whether this is a huge (2 MiB) leaf.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.gup(0, PMD_SIZE, true).unwrap(); // fill the PTE table…
+    /// mm.collapse(0).unwrap(); // …and collapse it into one 2 MiB leaf
+    /// let maps = mm.mappings();
+    /// assert!(maps.len() == 1 && maps[0].huge());
+    /// ```
     pub fn huge(&self) -> bool {
         self.entry & HUGE != 0
     }
     /// Whether writes are allowed.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.fault(0x20_0000, true).unwrap();
+    /// assert!(mm.mappings()[0].writable());
+    /// mm.mprotect(0x20_0000, PAGE_SIZE, Prot::Read).unwrap();
+    /// assert!(!mm.mappings()[0].writable());
+    /// ```
     pub fn writable(&self) -> bool {
         self.entry & WRITABLE != 0
     }
     /// Whether the frame belongs to a file's page cache.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let frames = FrameAllocator::new();
+    /// let (mm, file) = (Mm::new(Strategy::Split, &frames), File::new(&frames));
+    /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::Read, Backing::File { file, pgoff: 0 }).unwrap();
+    /// mm.fault(0x20_0000, false).unwrap();
+    /// assert!(mm.mappings()[0].file());
+    /// ```
     pub fn file(&self) -> bool {
         self.entry & FILE != 0
     }
@@ -139,6 +207,13 @@ fn check_range(start: u64, len: u64) -> MmResult<u64> {
 }
 
 /// The most pages one GUP or semi-locked walk returns (4 GiB worth).
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+/// let too_long = (MAX_WALK_PAGES + 1) * PAGE_SIZE;
+/// assert!(matches!(mm.gup(0, too_long, false), Err(MmError::TooLarge { .. })));
+/// ```
 pub const MAX_WALK_PAGES: u64 = 1 << 20;
 
 /// Validates the range of a walk that returns one item per page.
@@ -231,6 +306,15 @@ impl core::ops::Deref for VmaHold<'_> {
 impl Mm {
     /// An empty address space using `strategy`, whose anonymous pages come
     /// from `frames`.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let frames = FrameAllocator::new();
+    /// let a = Mm::new(Strategy::Classic, &frames);
+    /// let b = Mm::new(Strategy::Split, &frames); // two address spaces, one machine's frames
+    /// assert_ne!(a.id(), b.id());
+    /// assert_eq!(a.stats().tables, [0, 0, 0, 1]); // just the PGD
+    /// ```
     pub fn new(strategy: Strategy, frames: &Arc<FrameAllocator>) -> Mm {
         let pgd = TablePtr::alloc();
         let inner = Arc::new_cyclic(|me| MmInner {
@@ -254,11 +338,25 @@ impl Mm {
     }
 
     /// The locking design.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Refcount, &FrameAllocator::new());
+    /// assert_eq!(mm.strategy(), Strategy::Refcount);
+    /// ```
     pub fn strategy(&self) -> Strategy {
         self.inner.strategy
     }
 
     /// A number that identifies this address space while it lives.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let frames = FrameAllocator::new();
+    /// let (a, b) = (Mm::new(Strategy::Split, &frames), Mm::new(Strategy::Split, &frames));
+    /// assert_eq!(a.id(), a.id());
+    /// assert_ne!(a.id(), b.id());
+    /// ```
     pub fn id(&self) -> u64 {
         self.inner.id()
     }
@@ -267,6 +365,15 @@ impl Mm {
     /// to anonymous memory or to a file from page `pgoff` on.
     ///
     /// Takes the VMA lock for write (and the file's `i_mmap` for write).
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 4 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// assert_eq!(mm.vmas().len(), 1);
+    /// let overlap = mm.mmap(0x10_0000 + PAGE_SIZE, PAGE_SIZE, Prot::Read, Backing::Anon);
+    /// assert!(matches!(overlap, Err(MmError::Overlap { .. })));
+    /// ```
     pub fn mmap(&self, addr: u64, len: u64, prot: Prot, backing: Backing) -> MmResult<()> {
         let end = check_range(addr, len)?;
         if let Backing::File { pgoff, .. } = &backing {
@@ -299,6 +406,17 @@ impl Mm {
     ///
     /// Takes the VMA lock for write (`i_mmap` for write while updating the
     /// rmap), and under Split the page-table lock for write.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Classic, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 3 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.munmap(0x10_0000 + PAGE_SIZE, PAGE_SIZE).unwrap(); // punches a hole: two VMAs left
+    /// assert_eq!(mm.vmas().len(), 2);
+    /// mm.munmap(0x10_0000, 3 * PAGE_SIZE).unwrap();
+    /// assert!(mm.vmas().is_empty());
+    /// assert_eq!(mm.stats().tables, [0, 0, 0, 1]); // every table below the PGD freed
+    /// ```
     pub fn munmap(&self, addr: u64, len: u64) -> MmResult<()> {
         let end = check_range(addr, len)?;
         let m = &*self.inner;
@@ -349,6 +467,15 @@ impl Mm {
     /// lock in intent mode (Split, which reads the VMAs through it: R7); the
     /// PMD PTL to install a PTE table; the PTE PTL to install the entry
     /// (under Refcount after taking a reference).
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
+    /// let pfn = mm.fault(0x10_0123, false).unwrap(); // any address in the page
+    /// assert_eq!(mm.fault(0x10_0000, false), Ok(pfn)); // already mapped: same frame
+    /// assert_eq!(mm.fault(0x10_0000, true), Err(MmError::ReadOnly { addr: 0x10_0000 }));
+    /// ```
     pub fn fault(&self, addr: u64, write: bool) -> MmResult<u64> {
         check_addr(addr)?;
         let m = &*self.inner;
@@ -363,6 +490,16 @@ impl Mm {
     /// `madvise(MADV_DONTNEED)`: zaps `[addr, addr + len)`, and frees PTE
     /// tables that become empty where the strategy can (Refcount, Split).
     /// Every page of the range must be mapped.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.fault(0x10_0000, true).unwrap();
+    /// mm.madvise_dontneed(0x10_0000, 2 * PAGE_SIZE).unwrap();
+    /// assert_eq!(mm.stats().mapped_pages, 0);
+    /// assert_eq!(mm.stats().tables[Level::Pte as usize], 0); // Split frees the empty table
+    /// ```
     pub fn madvise_dontneed(&self, addr: u64, len: u64) -> MmResult<u64> {
         let end = check_range(addr, len)?;
         let m = &*self.inner;
@@ -382,6 +519,16 @@ impl Mm {
     /// Changes the permissions of `[addr, addr + len)`, splitting VMAs at the
     /// ends, and updates the present entries' writable bits. Every page of
     /// the range must be mapped.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.mprotect(0x10_0000, PAGE_SIZE, Prot::Read).unwrap(); // splits the VMA
+    /// assert_eq!(mm.vmas().len(), 2);
+    /// assert!(mm.fault(0x10_0000, true).is_err());
+    /// assert!(mm.fault(0x10_0000 + PAGE_SIZE, true).is_ok());
+    /// ```
     pub fn mprotect(&self, addr: u64, len: u64, prot: Prot) -> MmResult<()> {
         let end = check_range(addr, len)?;
         let m = &*self.inner;
@@ -420,6 +567,15 @@ impl Mm {
     /// A GUP-style fully locked walk: the frames of `[addr, addr + len)`,
     /// faulting in missing pages (and, for `write`, requiring writable
     /// mappings), each read under its PTL.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 3 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let frames = mm.gup(0x10_0000, 3 * PAGE_SIZE, true).unwrap(); // faults the pages in
+    /// assert_eq!(frames.len(), 3);
+    /// assert_eq!(mm.stats().mapped_pages, 3);
+    /// ```
     pub fn gup(&self, addr: u64, len: u64, write: bool) -> MmResult<Vec<u64>> {
         let end = check_walk(addr, len)?;
         let m = &*self.inner;
@@ -445,6 +601,14 @@ impl Mm {
     /// An hmm-style semi-locked walk: the mapped frames of
     /// `[addr, addr + len)` (`None` where nothing is mapped), read without
     /// PTLs. Every page of the range must be in a VMA.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let pfn = mm.fault(0x10_0000, true).unwrap();
+    /// assert_eq!(mm.walk_semilocked(0x10_0000, 2 * PAGE_SIZE), Ok(vec![Some(pfn), None]));
+    /// ```
     pub fn walk_semilocked(&self, addr: u64, len: u64) -> MmResult<Vec<Option<u64>>> {
         self.semi_locked().frames(addr, len)
     }
@@ -455,6 +619,17 @@ impl Mm {
     /// one hold. Under Split they see identical tables.
     ///
     /// Do not call other operations of this `Mm` while holding it.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.fault(0x10_0000, true).unwrap();
+    /// let walker = mm.semi_locked();
+    /// let first = walker.frames(0x10_0000, PAGE_SIZE).unwrap();
+    /// let again = walker.frames(0x10_0000, PAGE_SIZE).unwrap(); // same hold: same tables
+    /// assert_eq!(first, again);
+    /// ```
     pub fn semi_locked(&self) -> SemiLocked<'_> {
         let m = &*self.inner;
         let (vmas, pt) = m.pt_user(Mode::Read);
@@ -471,6 +646,17 @@ impl Mm {
     ///
     /// A non-leaf → leaf change: Classic and Refcount take the mmap lock for
     /// write; Split the page-table lock for write.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// assert_eq!(mm.collapse(0), Err(MmError::NotPopulated { addr: 0 }));
+    /// mm.gup(0, PMD_SIZE, true).unwrap();
+    /// mm.collapse(0).unwrap();
+    /// assert_eq!(mm.stats().huge_mappings, 1);
+    /// assert_eq!(mm.stats().tables[Level::Pte as usize], 0);
+    /// ```
     pub fn collapse(&self, addr: u64) -> MmResult<()> {
         check_addr(addr)?;
         if !addr.is_multiple_of(PMD_SIZE) {
@@ -541,6 +727,15 @@ impl Mm {
     /// Page-table statistics. Under Split this is also a grace period
     /// (it holds the page-table lock for read), so deferred tables are
     /// released first.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// assert_eq!(mm.stats().mapped_pages, 0);
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.fault(0x10_0000, true).unwrap();
+    /// assert_eq!(mm.stats().mapped_pages, 1);
+    /// ```
     pub fn stats(&self) -> MmStats {
         let sl = self.semi_locked();
         let m = sl.m;
@@ -573,6 +768,16 @@ impl Mm {
     /// Every leaf entry, in address order (a semi-locked walk of every
     /// VMA's spans; [`check_invariants`](Mm::check_invariants) looks for
     /// entries outside VMAs).
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 4 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.fault(0x10_0000 + 2 * PAGE_SIZE, true).unwrap();
+    /// mm.fault(0x10_0000, true).unwrap();
+    /// let addrs: Vec<u64> = mm.mappings().iter().map(|m| m.addr).collect();
+    /// assert_eq!(addrs, [0x10_0000, 0x10_0000 + 2 * PAGE_SIZE]); // address order
+    /// ```
     pub fn mappings(&self) -> Vec<Mapping> {
         let sl = self.semi_locked();
         let mut out = Vec::new();
@@ -591,6 +796,15 @@ impl Mm {
     }
 
     /// The VMAs, in address order.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let starts: Vec<u64> = mm.vmas().iter().map(|v| v.start).collect();
+    /// assert_eq!(starts, [0x10_0000, 0x20_0000]);
+    /// ```
     pub fn vmas(&self) -> Vec<Vma> {
         let (_h, vmas) = self.inner.vma_read();
         vmas.iter().cloned().collect()
@@ -606,6 +820,14 @@ impl Mm {
     /// its file page); no anonymous frame is mapped twice; each table's
     /// count of non-none entries is right; linked tables per level match
     /// the counters; allocated − released tables = linked + deferred.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Refcount, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let pfn = mm.fault(0x10_0000, true).unwrap();
+    /// assert_eq!(mm.check_invariants(), Ok(vec![pfn]));
+    /// ```
     pub fn check_invariants(&self) -> Result<Vec<u64>, String> {
         let m = &*self.inner;
         let (_h, vmas) = m.vma_write();
@@ -735,6 +957,16 @@ impl core::fmt::Debug for Mm {
 }
 
 /// The locks of a semi-locked walker, held; see [`Mm::semi_locked`].
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let mm = Mm::new(Strategy::Classic, &FrameAllocator::new());
+/// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+/// let walker: SemiLocked<'_> = mm.semi_locked();
+/// assert_eq!(walker.frames(0x10_0000, PAGE_SIZE), Ok(vec![None]));
+/// drop(walker); // release before any other operation on `mm`
+/// mm.fault(0x10_0000, true).unwrap();
+/// ```
 pub struct SemiLocked<'a> {
     m: &'a MmInner,
     // Declared before `_pt`: dropped first (it may borrow through it).
@@ -774,6 +1006,16 @@ impl SemiLocked<'_> {
     /// The mapped frames of `[addr, addr + len)` (`None` where nothing is
     /// mapped), read without PTLs (Refcount: holding a reference on each PTE
     /// table while reading it). Every page must be in a VMA.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// let mm = Mm::new(Strategy::Refcount, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let pfn = mm.fault(0x10_0000, true).unwrap();
+    /// let walker = mm.semi_locked();
+    /// assert_eq!(walker.frames(0x10_0000, PAGE_SIZE), Ok(vec![Some(pfn)]));
+    /// assert!(walker.frames(0x40_0000, PAGE_SIZE).is_err()); // not in a VMA
+    /// ```
     pub fn frames(&self, addr: u64, len: u64) -> MmResult<Vec<Option<u64>>> {
         let end = check_walk(addr, len)?;
         self.vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;

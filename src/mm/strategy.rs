@@ -2,6 +2,16 @@
 
 /// How an [`Mm`](super::Mm) locks its VMAs and page tables. Chosen at
 /// construction; every operation runs unchanged on all three.
+///
+/// ```
+/// use phase_lock::mm::*;
+/// for strategy in Strategy::ALL {
+///     let mm = Mm::new(strategy, &FrameAllocator::new());
+///     mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+///     mm.fault(0x10_0000, true).unwrap(); // the same operations on every design
+///     assert_eq!(mm.strategy(), strategy);
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Strategy {
     /// Today's kernel before the split: one mmap rwlock covers VMAs and page
@@ -31,9 +41,20 @@ pub enum Strategy {
 
 impl Strategy {
     /// All three, in the order the tables print them.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// assert_eq!(Strategy::ALL.map(Strategy::name), ["classic", "refcount", "split"]);
+    /// ```
     pub const ALL: [Strategy; 3] = [Strategy::Classic, Strategy::Refcount, Strategy::Split];
 
     /// A short name.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// assert_eq!(Strategy::Split.name(), "split");
+    /// assert_eq!(Strategy::Split.to_string(), "split");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Classic => "classic",
@@ -43,6 +64,18 @@ impl Strategy {
     }
 
     /// Whether DONTNEED and punch-hole free empty PTE tables.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// for strategy in Strategy::ALL {
+    ///     let mm = Mm::new(strategy, &FrameAllocator::new());
+    ///     mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    ///     mm.fault(0x10_0000, true).unwrap();
+    ///     mm.madvise_dontneed(0x10_0000, PAGE_SIZE).unwrap();
+    ///     let pte_tables = mm.stats().tables[Level::Pte as usize];
+    ///     assert_eq!(pte_tables == 0, strategy.frees_on_zap());
+    /// }
+    /// ```
     pub fn frees_on_zap(self) -> bool {
         self != Strategy::Classic
     }

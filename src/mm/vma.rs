@@ -6,6 +6,14 @@ use std::sync::Arc;
 use super::file::File;
 
 /// Access permissions of a mapping.
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+/// mm.mmap(0x10_0000, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
+/// assert!(mm.fault(0x10_0000, false).is_ok());
+/// assert_eq!(mm.fault(0x10_0000, true), Err(MmError::ReadOnly { addr: 0x10_0000 }));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prot {
     /// Reads only: write faults fail with [`MmError::ReadOnly`](super::MmError::ReadOnly).
@@ -16,12 +24,27 @@ pub enum Prot {
 
 impl Prot {
     /// Whether writes are allowed.
+    ///
+    /// ```
+    /// use phase_lock::mm::*;
+    /// assert!(Prot::ReadWrite.writable() && !Prot::Read.writable());
+    /// ```
     pub fn writable(self) -> bool {
         self == Prot::ReadWrite
     }
 }
 
 /// What a mapping maps.
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let frames = FrameAllocator::new();
+/// let mm = Mm::new(Strategy::Split, &frames);
+/// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+/// let file = File::new(&frames);
+/// mm.mmap(0x20_0000, PAGE_SIZE, Prot::Read, Backing::File { file, pgoff: 3 }).unwrap();
+/// assert!(matches!(mm.vmas()[1].backing, Backing::File { pgoff: 3, .. }));
+/// ```
 #[derive(Clone, Debug)]
 pub enum Backing {
     /// Anonymous memory: each page gets a fresh frame on first touch.
@@ -37,6 +60,14 @@ pub enum Backing {
 }
 
 /// A mapping `[start, end)` of an address space.
+///
+/// ```
+/// use phase_lock::mm::*;
+/// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+/// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+/// let v: &Vma = &mm.vmas()[0];
+/// assert_eq!((v.start, v.end, v.prot), (0x10_0000, 0x10_0000 + 2 * PAGE_SIZE, Prot::ReadWrite));
+/// ```
 #[derive(Clone, Debug)]
 pub struct Vma {
     /// First address (page aligned).
