@@ -6,22 +6,28 @@
 //! kind: any number of readers, or any number of intent holders, or one
 //! writer. A phase *begins* when a free lock is acquired or when the lock is
 //! handed from one kind to the next; a downgrade changes the kind of the
-//! running phase without beginning a new one.
+//! running phase without beginning a new one. Each lock has a **patience**
+//! `P` (a const generic, in microseconds).
 //!
 //! 1. **Concurrent entering.** A read or intent request that finds its own
-//!    kind holding the lock and no waiter queued enters at once; it never waits
-//!    for another holder of its own kind. ([`may_enter`])
-//! 2. **No barging.** Once any waiter is queued, no new request enters: it
-//!    queues behind. ([`may_enter`])
-//! 3. **Handoff.** When a phase ends with waiters queued, the next phase goes
-//!    to the waiting kinds in the fixed round robin read → intent → write →
-//!    read …, starting after the kind of the phase that ended and skipping
-//!    kinds with no waiter. A shared kind's phase admits *every* queued waiter
-//!    of that kind at once; a write phase admits the oldest queued writer
-//!    alone. ([`next_phase`])
+//!    kind holding the lock and no waiter queued enters at once. ([`may_enter`])
+//! 2. **Patient, then strict.** While no queued request has waited `P`, an
+//!    arrival enters whenever it is compatible with the holders ([`may_enter`]
+//!    with `patient`). Once the oldest has, the lock is strict until every
+//!    request queued at that moment has entered or left: nobody enters
+//!    without a handoff ([`is_strict`]). `P = 0`: always strict while anybody
+//!    waits.
+//! 3. **Handoff.** When a phase ends with waiters queued and the lock is
+//!    strict, the next phase goes to the waiting kinds in the fixed round
+//!    robin read → intent → write → read …, starting after the kind of the
+//!    phase that ended and skipping kinds with no waiter. A shared kind's
+//!    phase admits *every* queued waiter of that kind at once; a write phase
+//!    admits the oldest queued writer alone. ([`next_phase`]) When it ends
+//!    and the lock is patient, the next kind in the same round robin that has
+//!    *fresh* waiters (never woken) has them woken to try; they stay queued.
 //! 4. **Bound.** From the moment a read or intent request is queued to the
-//!    moment it enters, at most two other phases begin. Writers are FIFO among
-//!    themselves, and each write phase is one writer.
+//!    moment it enters, at most `P` passes plus at most two other phases
+//!    begin. A writer with `k` writers queued ahead: `P` plus `3k + 2`.
 //! 5. **Leaving.** try-locks never queue. A timed-out waiter unlinks itself
 //!    under the queue lock and clears its kind's waiting bit if it was the last
 //!    of its kind; if that leaves only waiters of the kind now holding a shared
@@ -30,36 +36,58 @@
 //!
 //! # Why the implementation meets it
 //!
-//! * Rules 1 and 2 are the fast-path predicate [`may_enter`]; the slow path
-//!   evaluates the same predicate under the queue lock before it queues, and
-//!   every transition is a compare-and-swap on the whole state word, so a
-//!   decision is never taken on a stale word.
-//! * A phase can only end at a release that drops the holder count to zero
-//!   (or at a downgrade). If the waiting bits are set at that moment, the
-//!   releasing thread takes the queue lock and hands off; no other thread can
-//!   start a phase meanwhile, because every entry path requires the waiting
-//!   bits to be clear (rule 2). So with waiters queued, *every* phase begins
-//!   through [`next_phase`].
-//! * Bound for a shared kind K: K is queued during some phase P. If P is of
-//!   kind K, another kind was queued (that is why K queued), so P ends with a
-//!   handoff. The round robin visits each of the other two kinds at most once
-//!   before it reaches K, and K has a waiter, so K's phase is among the next
-//!   three to begin: at most two others begin first. If P is of another kind,
-//!   at most one other kind lies between P's kind and K in the round robin.
-//!   All K waiters are admitted together when K's phase begins.
-//! * Writers: the queue is FIFO and a write handoff takes the oldest queued
-//!   writer, so writers enter in queue order. A writer with `k` writers ahead
-//!   of it waits for at most `3k + 2` other phases.
+//! * Rules 1 and 2 are the predicate [`may_enter`]. The fast paths run only
+//!   while no waiting bit is set (then every lock behaves alike); with waiters
+//!   queued every entry goes through the slow path, which evaluates
+//!   `may_enter` on the whole word and validates with a compare-and-swap.
+//!   `STRICT` is set under the queue lock, in the same word, so no arrival
+//!   decides on a stale patient state.
+//! * **When the lock turns strict.** Each queued request carries its
+//!   deadline (queueing time + `P`). Three parties check it: the waiter's own
+//!   timed sleep; every handoff decision (`settle`), which looks at the six
+//!   list heads (the oldest request of each list); and, on a patient lock,
+//!   running threads that enter through the slow path, every fourth entry at
+//!   most once per `P/4`. Whoever finds a deadline passed makes every request
+//!   queued *now* a member of the strict batch (`WaitQueue::expire`) and sets
+//!   `STRICT`. The lock stays strict while a member is still queued.
+//! * **In the strict rules** everything is the strict lock's argument: a
+//!   phase can end only at a release that empties the lock (or a downgrade);
+//!   with waiting bits set and `OPEN` clear that releaser owns the handoff, and
+//!   no arrival can start a phase meanwhile. So every phase that begins while
+//!   strict begins through [`next_phase`]. Bound for a shared kind K queued
+//!   (or made a member) during some phase: the round robin visits each other
+//!   kind at most once before K, and K has a waiter, so K's phase is among
+//!   the next three to begin: at most two others begin first, whatever kind
+//!   `LAST` records (a patient lock's `LAST` can lag behind arrivals that
+//!   barged: the count holds from any starting point). All K waiters — fresh
+//!   and spent — are admitted together. Writers: the write lists are FIFO
+//!   (spent writers, woken once, are older than every fresh one), a write
+//!   handoff takes the oldest, so a writer with `k` ahead waits at most `3k +
+//!   2` phases.
+//! * **Putting it together.** A request queued at `t` is, from `t + P` on,
+//!   a member of a strict batch (its own deadline passed, so the batch
+//!   running then — or a new one — includes it), and from then on at most two
+//!   other phases begin before it enters (`3k + 2` for a writer).
+//! * **Patient wake-ups never lose a waiter.** A waiter woken to try stays
+//!   linked (moved to its kind's spent list), so its age and membership stay
+//!   visible. If a handoff picks it while that wake-up is in flight, the
+//!   handoff marks it `granted` instead of waking it again; the waiter sees
+//!   the mark under the queue lock. A waiter never returns while a wake-up to
+//!   it is on its way (`queue.rs`).
+//! * **`OPEN`: who may touch a free lock.** A patient lock whose waiters are
+//!   all spent owes them nothing at the end of a phase: `OPEN` says so, and
+//!   a releaser that sees it in the word it released skips the queue lock
+//!   entirely. Without `OPEN`, the releaser that empties the lock owns the
+//!   handoff and no arrival may take the free lock until it has settled — so
+//!   a lock embedded in memory that its next holder frees stays sound. A
+//!   fresh waiter clears `OPEN` when it queues (it is owed a try), and so
+//!   does a strict batch.
 //! * Timeouts: a waiter that times out takes the queue lock and either finds
-//!   itself still linked (it unlinks, recomputes the waiting bits from the
-//!   queue, and returns `None`) or finds itself already unlinked by a handoff,
-//!   in which case it owns the lock and returns it: ownership is never lost
-//!   and never handed to an empty kind, and no waiting bit outlives its
-//!   waiters. One exception keeps the lock's memory safe: if the lock is
-//!   empty with a handoff pending (its last holder left while waiters were
-//!   queued and is on its way to the queue lock), the leaving waiter only
-//!   unlinks itself, and the releaser recomputes the bits a moment later
-//!   (`RawPhaseLock::settle` in raw.rs).
+//!   itself still linked (it unlinks, recomputes the waiting bits and the
+//!   strict batch, and returns `None`) or finds itself unlinked by a handoff,
+//!   in which case it owns the lock and returns it. If the lock is empty with
+//!   a handoff pending, the leaving waiter only unlinks itself, and the
+//!   releaser recomputes the bits a moment later (`settle` in raw.rs).
 
 use crate::state::{HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, holding_kind};
 
