@@ -8,11 +8,25 @@
 //! PHASE_LOCK_BENCH_QUICK=1 cargo run --release --example fairness # CI smoke, about 15 s
 //! PHASE_LOCK_REPORT_SECS=5 cargo run --release --example fairness # longer runs
 //! PHASE_LOCK_REPORT_ONLY=all-three-2-2-2 cargo run --release --example fairness # one scenario
+//! PHASE_LOCK_REPORT_SWEEP=1 cargo run --release --example fairness   # patience sweep → patience.md, patience-pareto.svg (~1 min)
+//! cargo run --release --example fairness -- --sweep                 # the same
 //! ```
 //!
 //! It prints one table per scenario and writes `fairness.md` and one SVG per
 //! scenario (the wait-time CDF of each class, one line per lock) to
 //! `target/phase-lock-report/` under the workspace root.
+//!
+//! The **patience sweep** (`PHASE_LOCK_REPORT_SWEEP=1`, or `--sweep` as the
+//! first argument) runs only `read-intent-2-2`, `plain-read-write-2-2` and
+//! `oversubscribed-16`, each on ours at every patience P of
+//! `support::visit_patience_sweep` (0 = strict, 10 µs, 50 µs, 200 µs, 1 ms =
+//! the default, 4 ms) and on std and parking_lot. It writes `patience.md`
+//! (per scenario and lock: acquisitions per second, the longest wait and the
+//! p99.9 wait of the worst class, throughput relative to the better of std
+//! and parking_lot) and `patience-pareto.svg` (throughput against the longest
+//! and against the p99.9 wait: what fairness costs, and where the knee is).
+//! `PHASE_LOCK_REPORT_SECS`, `PHASE_LOCK_BENCH_QUICK` and
+//! `PHASE_LOCK_REPORT_ONLY` apply to it as well.
 //!
 //! # Scenarios
 //!
@@ -105,6 +119,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
+use phase_lock::DEFAULT_PATIENCE_US;
 use support::{Class, Comparator, LockVisitor, Work};
 
 /// One scenario of the report.
@@ -418,6 +433,20 @@ impl RunResult {
         c.waits.count as f64 / self.secs
     }
 
+    /// Acquisitions per second, all classes together.
+    fn throughput(&self) -> f64 {
+        self.total() as f64 / self.secs
+    }
+
+    /// The worst class by `stat` of its waits (the largest value) and that
+    /// value; `None` if the run has no class.
+    fn worst_wait(&self, stat: impl Fn(&Hist) -> u64) -> Option<(u64, Class)> {
+        Class::ALL
+            .into_iter()
+            .filter_map(|class| self.classes[class.index()].as_ref().map(|c| (stat(&c.waits), class)))
+            .max_by_key(|&(v, _)| v)
+    }
+
     fn verdict(&self, class: Class) -> Option<Verdict> {
         let c = self.classes[class.index()].as_ref()?;
         let per_thread = |c: &ClassStats| self.rate(c) / c.threads as f64;
@@ -566,7 +595,7 @@ fn table(sc: &Scenario, results: &[RunResult]) -> String {
                 r.verdict(class).map_or("", Verdict::name),
             );
         }
-        totals.push(format!("{} {}", r.lock, fmt_rate(r.total() as f64 / r.secs)));
+        totals.push(format!("{} {}", r.lock, fmt_rate(r.throughput())));
         if r.violations != 0 {
             let _ = writeln!(out, "| {} | **{} exclusion violations** | | | | | | | | | | |", r.lock, r.violations);
         }
@@ -717,7 +746,7 @@ fn summary(all: &[(&Scenario, Vec<RunResult>)]) -> String {
                 "| `{}` | {} | {} | {} | {} | {} |",
                 sc.id,
                 r.lock,
-                fmt_rate(r.total() as f64 / r.secs),
+                fmt_rate(r.throughput()),
                 cell(Class::Read),
                 cell(Class::Intent),
                 cell(Class::Write)
@@ -725,6 +754,15 @@ fn summary(all: &[(&Scenario, Vec<RunResult>)]) -> String {
         }
     }
     out
+}
+
+/// The better throughput of std and parking_lot in one scenario, and which
+/// lock it was (`(0.0, "")` if neither ran).
+fn best_stock(rs: &[RunResult]) -> (f64, &'static str) {
+    rs.iter()
+        .filter(|r| r.lock == support::StdRw::NAME || r.lock == support::ParkingLotRw::NAME)
+        .map(|r| (r.throughput(), r.lock))
+        .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a })
 }
 
 /// Judges the goals of issue #3 that this run can judge.
@@ -740,12 +778,8 @@ fn goals(all: &[(&Scenario, Vec<RunResult>)]) -> String {
         && let Some(o) = ours(rs)
     {
         let o = &rs[o];
-        let best = rs
-            .iter()
-            .filter(|r| r.lock == support::StdRw::NAME || r.lock == support::ParkingLotRw::NAME)
-            .map(|r| (r.total() as f64 / r.secs, r.lock))
-            .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
-        let ratio = (o.total() as f64 / o.secs) / best.0;
+        let best = best_stock(rs);
+        let ratio = o.throughput() / best.0;
         let p99: Vec<u64> = o.classes.iter().flatten().map(|c| c.waits.quantile(0.99)).collect();
         let (lo, hi) = (p99.iter().copied().min().unwrap_or(0), p99.iter().copied().max().unwrap_or(0));
         let p_ratio = hi as f64 / lo.max(1) as f64;
@@ -837,6 +871,421 @@ fn goals(all: &[(&Scenario, Vec<RunResult>)]) -> String {
     out
 }
 
+/// The scenarios of the patience sweep, in report order.
+const SWEEP: [&str; 3] = ["read-intent-2-2", "plain-read-write-2-2", "oversubscribed-16"];
+
+/// Our locks in the patience sweep: the name each has in the results, and
+/// its patience in µs (the names are the harness's own).
+const PATIENCES: [(&str, u32); 6] = [
+    (<support::Ours<0>>::NAME, 0),
+    (<support::Ours<10>>::NAME, 10),
+    (<support::Ours<50>>::NAME, 50),
+    (<support::Ours<200>>::NAME, 200),
+    (<support::Ours<1000>>::NAME, 1000),
+    (<support::Ours<4000>>::NAME, 4000),
+];
+
+/// The patience of one of our locks of the sweep, by its name, as a label:
+/// `strict`, `10 µs`, `1 ms (default)`; `None` for any other lock.
+fn patience_label(lock: &str) -> Option<String> {
+    let &(_, us) = PATIENCES.iter().find(|(name, _)| *name == lock)?;
+    let p = match us {
+        0 => "strict".to_owned(),
+        us if us >= 1000 && us % 1000 == 0 => format!("{} ms", us / 1000),
+        us => format!("{us} µs"),
+    };
+    Some(if us == DEFAULT_PATIENCE_US { format!("{p} (default)") } else { p })
+}
+
+/// The two waits the sweep plots throughput against, each of the worst
+/// class: its name in tables and pictures, and how it is read off a class's
+/// wait histogram.
+const SWEEP_WAITS: [(&str, WaitStat); 2] = [("longest wait", |h| h.max), ("p99.9 wait", |h| h.quantile(0.999))];
+
+/// One number read off a wait histogram.
+type WaitStat = fn(&Hist) -> u64;
+
+/// The markdown table of one scenario of the patience sweep.
+fn sweep_table(sc: &Scenario, results: &[RunResult]) -> String {
+    let mut out = String::new();
+    let (best, best_lock) = best_stock(results);
+    let _ = writeln!(out, "### {} (`{}`)\n", sc.title, sc.id);
+    let _ = writeln!(
+        out,
+        "| lock / patience | acq/s | longest wait (class) | p99.9 wait (worst class) | throughput / {best_lock} |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for r in results {
+        let lock = patience_label(r.lock).map_or_else(|| r.lock.to_owned(), |p| format!("phase-lock, {p}"));
+        let waits: Vec<String> = SWEEP_WAITS
+            .iter()
+            .map(|(_, stat)| {
+                r.worst_wait(stat).map_or("–".to_owned(), |(v, c)| format!("{} ({})", fmt_ns(v), c.name()))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {lock} | {} | {} | {} | {:.2}× |",
+            fmt_rate(r.throughput()),
+            waits[0],
+            waits[1],
+            r.throughput() / best
+        );
+        if r.violations != 0 {
+            let _ = writeln!(out, "| {} | **{} exclusion violations** | | | |", r.lock, r.violations);
+        }
+    }
+    out
+}
+
+/// A rectangle in picture coordinates: left, top, right, bottom.
+type Rect = (f64, f64, f64, f64);
+
+/// Whether two rectangles overlap.
+fn overlaps(a: Rect, b: Rect) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+/// Places a 10-px label next to the point `(x, y)`: the first of a few
+/// positions around it, nearest first, that stays inside `area` and overlaps
+/// nothing in `taken` (else the one that overlaps least). A label set apart
+/// from its point gets a thin leader line. Returns the SVG elements and
+/// records the label's box in `taken`.
+fn place_label(text: &str, x: f64, y: f64, area: Rect, taken: &mut Vec<Rect>) -> String {
+    let (w, h) = (5.6 * text.chars().count() as f64, 10.0);
+    // (dx, dy) of the text anchor from the point, and the text-anchor:
+    // 0 start, 1 middle, 2 end.
+    let spots = [
+        (8.0, 4.0, 0),
+        (-8.0, 4.0, 2),
+        (6.0, -7.0, 0),
+        (6.0, 15.0, 0),
+        (-6.0, -7.0, 2),
+        (-6.0, 15.0, 2),
+        (0.0, -10.0, 1),
+        (0.0, 19.0, 1),
+        (12.0, -20.0, 0),
+        (12.0, 28.0, 0),
+        (-12.0, -20.0, 2),
+        (-12.0, 28.0, 2),
+        (26.0, 4.0, 0),
+        (-26.0, 4.0, 2),
+        (18.0, -34.0, 0),
+        (18.0, 42.0, 0),
+        (-18.0, -34.0, 2),
+        (-18.0, 42.0, 2),
+    ];
+    let boxed = |&(dx, dy, a): &(f64, f64, u8)| {
+        let left = x + dx - w * f64::from(a) / 2.0;
+        (left, y + dy - h + 1.0, left + w, y + dy + 2.0)
+    };
+    let cost = |spot: &(f64, f64, u8)| {
+        let b = boxed(spot);
+        let outside = b.0 < area.0 || b.1 < area.1 || b.2 > area.2 || b.3 > area.3;
+        let hit: f64 = taken
+            .iter()
+            .filter(|t| overlaps(b, **t))
+            .map(|t| (b.2.min(t.2) - b.0.max(t.0)) * (b.3.min(t.3) - b.1.max(t.1)))
+            .sum();
+        hit + if outside { 1e6 } else { 0.0 }
+    };
+    let spot = spots
+        .iter()
+        .find(|s| cost(s) == 0.0)
+        .unwrap_or_else(|| spots.iter().min_by(|a, b| cost(a).total_cmp(&cost(b))).expect("there are spots"));
+    taken.push(boxed(spot));
+    let (dx, dy, a) = *spot;
+    let mut out = String::new();
+    if dx.abs() > 10.0 || dy.abs() > 20.0 {
+        // From the marker's edge to the label's near edge, at mid-height.
+        let (tx, ty) = (x + dx - dx.signum() * 2.0, y + dy - 4.0);
+        let len = (tx - x).hypot(ty - y);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{:.1}" y1="{:.1}" x2="{tx:.1}" y2="{ty:.1}" stroke="#999" stroke-width="0.8"/>"##,
+            x + (tx - x) / len * 6.0,
+            y + (ty - y) / len * 6.0
+        );
+    }
+    let anchor = ["start", "middle", "end"][usize::from(a)];
+    let _ =
+        write!(out, r#"<text x="{:.1}" y="{:.1}" text-anchor="{anchor}" font-size="10">{text}</text>"#, x + dx, y + dy);
+    out
+}
+
+/// The marker of a point of the Pareto plot: a circle for ours (filled for
+/// the default patience), a square for std, a diamond for parking_lot.
+fn marker(lock: &str, x: f64, y: f64) -> String {
+    let c = colour(lock);
+    match lock {
+        support::StdRw::NAME => {
+            format!(r#"<rect x="{:.1}" y="{:.1}" width="9" height="9" fill="{c}"/>"#, x - 4.5, y - 4.5)
+        }
+        support::ParkingLotRw::NAME => format!(
+            r#"<polygon points="{:.1},{:.1} {:.1},{:.1} {:.1},{:.1} {:.1},{:.1}" fill="{c}"/>"#,
+            x,
+            y - 6.0,
+            x + 6.0,
+            y,
+            x,
+            y + 6.0,
+            x - 6.0,
+            y
+        ),
+        _ => {
+            let c = colour(<support::Ours>::NAME);
+            let fill = if lock == <support::Ours>::NAME { c } else { "white" };
+            format!(r#"<circle cx="{x:.1}" cy="{y:.1}" r="4.5" fill="{fill}" stroke="{c}" stroke-width="2"/>"#)
+        }
+    }
+}
+
+/// A "nice" step (1, 2, 2.5 or 5 times a power of ten) that cuts `span`
+/// into about `parts` parts.
+fn nice_step(span: f64, parts: f64) -> f64 {
+    let raw = (span / parts).max(f64::MIN_POSITIVE);
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0].into_iter().map(|m| m * mag).find(|&s| s >= raw).unwrap_or(10.0 * mag)
+}
+
+/// The Pareto picture of the patience sweep: per scenario, throughput against
+/// the longest wait and against the p99.9 wait (each of the worst class, on a
+/// logarithmic axis in ms); ours as one line through its patiences, std and
+/// parking_lot as single points.
+fn pareto_svg(all: &[(&Scenario, Vec<RunResult>)], set: &Settings) -> String {
+    let (width, pw) = (1100.0, 550.0);
+    let (ml, mr) = (70.0, 25.0);
+    let (top, rh, ph, legend_h) = (48.0, 300.0, 198.0, 62.0);
+    let height = top + rh * all.len() as f64 + legend_h;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="12" y="22" font-size="16" font-weight="bold">phase-lock: throughput against the worst wait as the patience P varies</text>"#
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="12" y="40" font-size="11" fill="#555">{}; commit {}; {} s per point; ~100 ns inside and outside the lock. Up and to the left is better.</text>"##,
+        support::machine(),
+        support::git_commit(),
+        set.secs
+    );
+    for (row, (sc, results)) in all.iter().enumerate() {
+        let ry = top + rh * row as f64;
+        let _ = writeln!(
+            s,
+            r#"<text x="12" y="{}" font-size="14" font-weight="bold">{} (<tspan font-family="monospace">{}</tspan>)</text>"#,
+            ry + 20.0,
+            sc.title,
+            sc.id
+        );
+        let ymax = results.iter().map(RunResult::throughput).fold(0.0, f64::max) / 1e6;
+        let ystep = nice_step(ymax * 1.08, 5.0);
+        let ytop = ((ymax * 1.08) / ystep).ceil().max(1.0) * ystep;
+        // Enough decimals to show every tick exactly (0.25 needs two).
+        let ydec = (0..4)
+            .find(|&d| {
+                let v = ystep * 10f64.powi(d);
+                (v - v.round()).abs() < 1e-6
+            })
+            .unwrap_or(4) as usize;
+        for (k, (what, stat)) in SWEEP_WAITS.iter().enumerate() {
+            let x0 = pw * k as f64 + ml;
+            let y0 = ry + 54.0;
+            let (w, h) = (pw - ml - mr, ph);
+            // Points: (wait in ns, throughput in M/s, lock).
+            let pts: Vec<(f64, f64, &str)> = results
+                .iter()
+                .filter_map(|r| r.worst_wait(stat).map(|(v, _)| (v.max(1) as f64, r.throughput() / 1e6, r.lock)))
+                .collect();
+            let (wmin, wmax) = pts.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+            let (mut lo, mut hi) = (wmin.max(1.0).log10(), wmax.max(1.0).log10());
+            let pad = ((hi - lo) * 0.08).max(0.12);
+            (lo, hi) = (lo - pad, hi + pad);
+            let xs = |ns: f64| x0 + (ns.log10() - lo) / (hi - lo) * w;
+            let ys = |m: f64| y0 + (1.0 - m / ytop) * h;
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" font-size="12" font-weight="bold">throughput vs {what} (worst class)</text>"#,
+                x0,
+                y0 - 8.0
+            );
+            // Grid and ticks: y linear from 0, x logarithmic in ms.
+            let mut t = 0.0;
+            while t <= ytop + ystep / 2.0 {
+                let y = ys(t);
+                let _ = writeln!(s, r##"<line x1="{x0}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/>"##, x0 + w);
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{}" y="{:.1}" text-anchor="end" font-size="10">{t:.ydec$}</text>"#,
+                    x0 - 5.0,
+                    y + 3.5
+                );
+                t += ystep;
+            }
+            let labelled: &[f64] = match hi - lo {
+                span if span <= 1.3 => &[1.0, 2.0, 3.0, 5.0, 7.0],
+                span if span <= 2.6 => &[1.0, 2.0, 5.0],
+                _ => &[1.0],
+            };
+            for e in (lo.floor() as i32)..=(hi.ceil() as i32) {
+                for m in 1..10 {
+                    let ns = f64::from(m) * 10f64.powi(e);
+                    let x = xs(ns);
+                    if x < x0 - 0.5 || x > x0 + w + 0.5 {
+                        continue;
+                    }
+                    let major = labelled.contains(&f64::from(m));
+                    let stroke = if m == 1 {
+                        "#ccc"
+                    } else if major {
+                        "#e4e4e4"
+                    } else {
+                        "#f2f2f2"
+                    };
+                    let _ = writeln!(
+                        s,
+                        r#"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{:.1}" stroke="{stroke}"/>"#,
+                        y0 + h
+                    );
+                    if major {
+                        let decimals = (6 - e).max(0) as usize;
+                        let _ = writeln!(
+                            s,
+                            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle" font-size="10">{:.decimals$}</text>"#,
+                            y0 + h + 14.0,
+                            ns / 1e6
+                        );
+                    }
+                }
+            }
+            let _ = writeln!(s, r##"<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#444"/>"##);
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{what} of the worst class (ms, log scale)</text>"#,
+                x0 + w / 2.0,
+                y0 + h + 30.0
+            );
+            let (lx, ly) = (x0 - 44.0, y0 + h / 2.0);
+            let _ = writeln!(
+                s,
+                r#"<text x="{lx}" y="{ly}" text-anchor="middle" font-size="11" transform="rotate(-90 {lx} {ly})">M acquisitions/s</text>"#
+            );
+            // Ours as a line through its patiences, then every marker, then labels.
+            let line: String = pts
+                .iter()
+                .filter(|p| patience_label(p.2).is_some())
+                .map(|p| format!("{:.1},{:.1} ", xs(p.0), ys(p.1)))
+                .collect();
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{}" stroke-width="1.8" points="{line}"/>"#,
+                colour(<support::Ours>::NAME)
+            );
+            let mut taken: Vec<Rect> =
+                pts.iter().map(|p| (xs(p.0) - 6.0, ys(p.1) - 6.0, xs(p.0) + 6.0, ys(p.1) + 6.0)).collect();
+            for p in &pts {
+                let _ = writeln!(s, "{}", marker(p.2, xs(p.0), ys(p.1)));
+            }
+            for p in &pts {
+                let label = patience_label(p.2).unwrap_or_else(|| p.2.to_owned());
+                let _ = writeln!(s, "{}", place_label(&label, xs(p.0), ys(p.1), (x0, y0, x0 + w, y0 + h), &mut taken));
+            }
+        }
+    }
+    // Legend.
+    let ly = top + rh * all.len() as f64 + 14.0;
+    let ours = colour(<support::Ours>::NAME);
+    let _ = writeln!(s, r#"<line x1="20" y1="{ly}" x2="60" y2="{ly}" stroke="{ours}" stroke-width="1.8"/>"#);
+    let _ = writeln!(s, "{}", marker("patience", 28.0, ly));
+    let _ = writeln!(s, "{}", marker(<support::Ours>::NAME, 52.0, ly));
+    let _ = writeln!(
+        s,
+        r#"<text x="68" y="{}">phase-lock at patience P = strict (0), 10 µs, 50 µs, 200 µs, 1 ms (default, filled), 4 ms</text>"#,
+        ly + 4.0
+    );
+    let _ = writeln!(s, "{}", marker(support::StdRw::NAME, 640.0, ly));
+    let _ = writeln!(s, r#"<text x="652" y="{}">std::sync::RwLock</text>"#, ly + 4.0);
+    let _ = writeln!(s, "{}", marker(support::ParkingLotRw::NAME, 800.0, ly));
+    let _ = writeln!(s, r#"<text x="812" y="{}">parking_lot::RwLock</text>"#, ly + 4.0);
+    let _ = writeln!(
+        s,
+        r##"<text x="20" y="{}" font-size="11" fill="#555">Waits: from just before the lock call to the start of the critical section, of whichever class waits worst. In two-class scenarios std and parking_lot take their write lock for intent.</text>"##,
+        ly + 26.0
+    );
+    let _ = writeln!(s, "</svg>");
+    s
+}
+
+/// The patience sweep: runs the sweep's scenarios over
+/// `support::visit_patience_sweep`, prints and writes `patience.md`, and
+/// writes `patience-pareto.svg`.
+fn sweep(set: &Settings, dir: &std::path::Path) {
+    let mut out = String::new();
+    let _ = writeln!(out, "# phase-lock patience sweep\n");
+    let _ = writeln!(
+        out,
+        "{} Per lock: acquisitions per second of all classes together; the longest wait and the p99.9 wait of the \
+         class that waits worst (in parentheses: which); throughput over the better of std and parking_lot. \
+         Two-class scenarios: std and parking_lot take their write lock for intent.\n",
+        setup(set)
+    );
+    let mut all = Vec::new();
+    for sc in SWEEP.iter().filter_map(|id| SCENARIOS.iter().find(|sc| sc.id == *id)).filter(|sc| selected(sc)) {
+        let results = run_scenario(sc, set, support::visit_patience_sweep);
+        let t = sweep_table(sc, &results);
+        println!("\n{t}");
+        let _ = writeln!(out, "{t}");
+        all.push((sc, results));
+    }
+    for (name, text) in [("patience.md", out), ("patience-pareto.svg", pareto_svg(&all, set))] {
+        let path = dir.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
+    }
+    println!("patience sweep written to {}", dir.display());
+}
+
+/// The setup sentence of a report header: machine, commit, run length and
+/// the work inside and outside the lock.
+fn setup(set: &Settings) -> String {
+    format!(
+        "machine: {}; commit: {}; {} s per lock per scenario; critical section ~100 ns of work ({} units at {:.2} ns/unit), \
+         ~100 ns outside. Waits are from just before the lock call to the start of the critical section.",
+        support::machine(),
+        support::git_commit(),
+        set.secs,
+        set.inside.units,
+        support::ns_per_unit()
+    )
+}
+
+/// Whether `PHASE_LOCK_REPORT_ONLY` (a comma-separated list of ids) lets
+/// scenario `sc` run; everything runs when it is not set.
+fn selected(sc: &Scenario) -> bool {
+    std::env::var("PHASE_LOCK_REPORT_ONLY").ok().is_none_or(|o| o.split(',').any(|o| o == sc.id))
+}
+
+/// Runs scenario `sc` on every lock that `visit` visits.
+fn run_scenario<'a>(sc: &'a Scenario, set: &'a Settings, visit: impl FnOnce(&mut RunAll<'a>)) -> Vec<RunResult> {
+    eprintln!("{}", sc.title);
+    let mut run = RunAll { sc, set, results: Vec::new() };
+    visit(&mut run);
+    run.results
+}
+
+/// Whether the patience sweep is asked for: `PHASE_LOCK_REPORT_SWEEP` set to
+/// anything but `0` or empty, or `--sweep` as the first argument.
+fn sweep_mode() -> bool {
+    std::env::args().nth(1).as_deref() == Some("--sweep")
+        || std::env::var("PHASE_LOCK_REPORT_SWEEP").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 fn main() {
     let quick = support::quick();
     let secs = std::env::var("PHASE_LOCK_REPORT_SECS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(if quick {
@@ -846,37 +1295,35 @@ fn main() {
     });
     let set = Settings { secs, inside: Work::ns(100), outside: Work::ns(100) };
     let dir = support::report_dir();
+    if sweep_mode() {
+        sweep(&set, &dir);
+        return;
+    }
     let mut out = String::new();
     let _ = writeln!(out, "# phase-lock fairness report\n");
     let _ = writeln!(
         out,
-        "machine: {}; commit: {}; {secs} s per lock per scenario; critical section ~100 ns of work ({} units at {:.2} ns/unit), \
-         ~100 ns outside. Waits are from just before the lock call to the start of the critical section. \
-         \"max phases\" is the largest number of other phases the harness saw begin while one request waited \
+        "{} \"max phases\" is the largest number of other phases the harness saw begin while one request waited \
          (definition in `examples/fairness.rs`); preempted samples are counted apart.\n",
-        support::machine(),
-        support::git_commit(),
-        set.inside.units,
-        support::ns_per_unit()
+        setup(&set)
     );
-    let only = std::env::var("PHASE_LOCK_REPORT_ONLY").ok();
     let mut all = Vec::new();
-    for sc in SCENARIOS.iter().filter(|sc| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == sc.id))) {
-        eprintln!("{}", sc.title);
-        let mut run = RunAll { sc, set: &set, results: Vec::new() };
-        if sc.plain {
-            support::visit_plain(&mut run);
-        } else {
-            support::visit_two_class(&mut run);
-        }
-        let t = table(sc, &run.results);
+    for sc in SCENARIOS.iter().filter(|sc| selected(sc)) {
+        let results = run_scenario(sc, &set, |run| {
+            if sc.plain {
+                support::visit_plain(run);
+            } else {
+                support::visit_two_class(run);
+            }
+        });
+        let t = table(sc, &results);
         println!("\n{t}");
         let _ = writeln!(out, "{t}");
         let path = dir.join(format!("{}.svg", sc.id));
-        if let Err(e) = std::fs::write(&path, svg(sc, &run.results)) {
+        if let Err(e) = std::fs::write(&path, svg(sc, &results)) {
             eprintln!("cannot write {}: {e}", path.display());
         }
-        all.push((sc, run.results));
+        all.push((sc, results));
     }
     let m = summary(&all);
     println!("{m}");

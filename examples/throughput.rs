@@ -1,0 +1,139 @@
+//! The throughput report: total acquisitions per second of each lock, for
+//! the workloads the patience goals name, at 1–16 threads (and 64 and 256
+//! for the cost-per-handoff check), with the ratio to the better of std and
+//! parking_lot 0.13.
+//!
+//! ```sh
+//! cargo run --release --example throughput                              # ~3 min on 2 cores
+//! PHASE_LOCK_BENCH_QUICK=1 cargo run --release --example throughput     # smoke: 4 threads, one run
+//! PHASE_LOCK_THROUGHPUT_ONLY=ri-fixed cargo run --release --example throughput
+//! ```
+//!
+//! Every thread runs the same fixed number of requests; a point's time is
+//! from the first thread's start to the last thread's end, so a lock cannot
+//! look fast by starving a thread. Each request holds the lock for ~100 ns of
+//! real work and does ~100 ns outside it (`support::work`). A point is the
+//! median of three runs. Workloads:
+//!
+//! * `ri-fixed`: half the threads read, half take intent, each keeping its
+//!   kind (the fairness report's `read-intent-2-2` at 4 threads);
+//! * `ri-50-50`: read or intent drawn per request;
+//! * `read-only`, `rw-90-10`, `rw-50-50`: the plain rwlock mixes.
+//!
+//! Stock locks take their write lock for intent. The report is printed and
+//! written to `target/phase-lock-report/throughput.md`.
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::fmt::Write as _;
+
+use crossbeam_utils::CachePadded;
+use support::{Class, Comparator, LockVisitor, ParkingLotRw, Rng, StdRw, Work};
+
+/// One workload.
+struct Workload {
+    id: &'static str,
+    /// `None`: each thread keeps a kind (even threads read, odd take intent).
+    pct: Option<[u32; 3]>,
+    /// Whether the plain rwlock set runs it (no intent requests).
+    plain: bool,
+}
+
+const WORKLOADS: [Workload; 5] = [
+    Workload { id: "ri-fixed", pct: None, plain: false },
+    Workload { id: "ri-50-50", pct: Some([50, 50, 0]), plain: false },
+    Workload { id: "read-only", pct: Some([100, 0, 0]), plain: true },
+    Workload { id: "rw-90-10", pct: Some([90, 0, 10]), plain: true },
+    Workload { id: "rw-50-50", pct: Some([50, 0, 50]), plain: true },
+];
+
+/// Total requests per point (split over the threads).
+const REQUESTS: u64 = 600_000;
+
+/// Runs one point: `threads` threads on lock `L`; returns acquisitions/s.
+fn point<L: Comparator>(w: &Workload, threads: usize, runs: usize) -> f64 {
+    let (inside, outside) = (Work::ns(100), Work::ns(100));
+    let per_thread = REQUESTS / threads as u64;
+    let mut rates: Vec<f64> = (0..runs)
+        .map(|_| {
+            let lock = CachePadded::new(L::new());
+            let (elapsed, _) = support::run_threads(
+                threads,
+                |i| {
+                    let mut rng = Rng::new(i as u64 + 1);
+                    for _ in 0..per_thread {
+                        let class = match w.pct {
+                            None if i % 2 == 0 => Class::Read,
+                            None => Class::Intent,
+                            Some(pct) => support::Mix { name: w.id, pct }.pick(&mut rng),
+                        };
+                        lock.with(class, || inside.run());
+                        outside.run();
+                    }
+                },
+                || {},
+            );
+            (per_thread * threads as u64) as f64 / elapsed.as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+struct Row<'a> {
+    w: &'a Workload,
+    threads: usize,
+    runs: usize,
+    cells: Vec<(&'static str, f64)>,
+}
+
+impl LockVisitor for Row<'_> {
+    fn visit<L: Comparator>(&mut self) {
+        self.cells.push((L::NAME, point::<L>(self.w, self.threads, self.runs)));
+    }
+}
+
+fn main() {
+    let quick = support::quick();
+    let only = std::env::var("PHASE_LOCK_THROUGHPUT_ONLY").ok();
+    let threads: &[usize] = if quick { &[4] } else { &[1, 2, 4, 8, 16, 64, 256] };
+    let runs = if quick { 1 } else { 3 };
+    let mut out = String::new();
+    let _ = writeln!(out, "# phase-lock throughput report\n");
+    let _ = writeln!(
+        out,
+        "machine: {}; commit: {}; {REQUESTS} requests per point, split over the threads; median of {runs} runs; \
+         ~100 ns inside, ~100 ns outside. Million acquisitions per second; ratio: ours (default patience) over the \
+         better of std and parking_lot; strict: patience 0.\n",
+        support::machine(),
+        support::git_commit()
+    );
+    for w in WORKLOADS.iter().filter(|w| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == w.id))) {
+        let mut header = false;
+        for &t in threads {
+            let mut row = Row { w, threads: t, runs, cells: Vec::new() };
+            row.visit::<support::Ours>();
+            row.visit::<support::Ours<0>>();
+            row.visit::<StdRw>();
+            row.visit::<ParkingLotRw>();
+            if !header {
+                let names: Vec<_> = row.cells.iter().map(|c| c.0).collect();
+                let _ = writeln!(out, "\n### `{}`{}\n", w.id, if w.plain { " (plain)" } else { "" });
+                let _ = writeln!(out, "| threads | {} | ratio |", names.join(" | "));
+                let _ = writeln!(out, "|---:|{}---:|", "---:|".repeat(names.len()));
+                header = true;
+            }
+            let best_stock = row.cells[2].1.max(row.cells[3].1);
+            let cells: Vec<_> = row.cells.iter().map(|c| format!("{:.2}", c.1 / 1e6)).collect();
+            let line = format!("| {t} | {} | {:.2} |", cells.join(" | "), row.cells[0].1 / best_stock);
+            eprintln!("{} {line}", w.id);
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    println!("{out}");
+    let path = support::report_dir().join("throughput.md");
+    if let Err(e) = std::fs::write(&path, &out) {
+        eprintln!("cannot write {}: {e}", path.display());
+    }
+}
