@@ -135,10 +135,7 @@ struct Class {
 /// 1 ms) and on the strict one (patience 0), shown side by side.
 fn flood() {
     const RUN: Duration = Duration::from_secs(2);
-    println!(
-        "== 3. A flood: 3 readers + 3 intent holders + 1 writer, {} s per lock ==\n",
-        RUN.as_secs()
-    );
+    println!("== 3. A flood: 3 readers + 3 intent holders + 1 writer, {} s per lock ==\n", RUN.as_secs());
     let default = flood_on::<DEFAULT_PATIENCE_US>(RUN);
     let strict = flood_on::<0>(RUN);
     println!(

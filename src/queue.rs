@@ -207,7 +207,7 @@ impl Waiter {
     pub(crate) unsafe fn flags(&self, landed: bool) -> (bool, bool) {
         // SAFETY: caller's contract.
         unsafe {
-            (*self).links.with_mut(|l| {
+            self.links.with_mut(|l| {
                 let flags = (l.pending, l.granted);
                 l.granted = false;
                 if landed {

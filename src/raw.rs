@@ -737,7 +737,7 @@ fn patience_check_due(patience: Duration) -> bool {
         c.set(c.get().wrapping_add(1));
         c.get()
     });
-    if cfg!(loom) || calls % 4 != 0 {
+    if cfg!(loom) || !calls.is_multiple_of(4) {
         return false;
     }
     let now = Instant::now();

@@ -96,7 +96,6 @@ impl<const P: u32> Comparator for Ours<P> {
         10 => "patience-10us",
         50 => "patience-50us",
         200 => "patience-200us",
-        1000 => "patience-1ms",
         4000 => "patience-4ms",
         _ => "phase-lock-other-patience",
     };
