@@ -240,35 +240,34 @@ impl WaitQueue {
     // Relaxed loads and stores of the anchor (here and below): it is read and
     // written only under the queue lock, whose acquire and release order it.
 
+    /// Runs `f` on the books, in place in the anchor. If `f` unlinked the
+    /// anchor, the books then move to a waiter that is still linked (the
+    /// only copy of them), or the queue word is cleared if nobody is left.
+    /// On an empty queue `f` sees empty books and its changes are dropped
+    /// (`push` handles the first waiter).
+    ///
     /// # Safety
     ///
-    /// Queue lock held.
-    unsafe fn books(&self) -> Books {
-        let a = self.anchor.load(Ordering::Relaxed);
+    /// Queue lock held; `f` keeps the books describing the linked waiters,
+    /// and does not reach the anchor's books itself.
+    unsafe fn with_books<R>(&self, f: impl FnOnce(&mut Books) -> R) -> R {
+        let a = self.anchor.load(Ordering::Relaxed) as *const Waiter;
         if a.is_null() {
-            return EMPTY_BOOKS;
+            return f(&mut EMPTY_BOOKS.clone());
         }
-        // SAFETY: the anchor is linked, hence alive (caller holds the lock).
-        unsafe { (*a).books.with_mut(|b| *b) }
-    }
-
-    /// Stores `b` in the anchor, choosing a new anchor first if the current
-    /// one has left the queue, and clearing the queue word if nobody is left.
-    ///
-    /// # Safety
-    ///
-    /// Queue lock held; `b` describes the linked waiters.
-    unsafe fn set_books(&self, b: Books) {
-        let mut a = self.anchor.load(Ordering::Relaxed) as *const Waiter;
-        // SAFETY: a non-null anchor is alive until it is woken, which happens
-        // only after the queue lock is released (caller holds it).
-        if a.is_null() || unsafe { !(*a).is_linked() } {
-            a = b.head.iter().copied().find(|h| !h.is_null()).unwrap_or(ptr::null());
-            self.anchor.store(a.cast_mut(), Ordering::Relaxed);
-        }
-        if !a.is_null() {
-            // SAFETY: `a` is linked, hence alive.
-            unsafe { (*a).books.with_mut(|old| *old = b) };
+        // SAFETY: the anchor is linked, hence alive until it is woken, which
+        // happens only after the queue lock is released (caller holds it).
+        unsafe {
+            let r = (*a).books.with_mut(f);
+            if !(*a).is_linked() {
+                let b = (*a).books.with_mut(|b| *b);
+                let next = b.head.iter().copied().find(|h| !h.is_null()).unwrap_or(ptr::null());
+                self.anchor.store(next.cast_mut(), Ordering::Relaxed);
+                if !next.is_null() {
+                    (*next).books.with_mut(|nb| *nb = b);
+                }
+            }
+            r
         }
     }
 
@@ -279,8 +278,11 @@ impl WaitQueue {
     /// Queue lock held.
     pub(crate) unsafe fn counts(&self) -> [u64; 3] {
         // SAFETY: caller's contract.
-        let b = unsafe { self.books() };
-        Kind::ALL.map(|k| u64::from(b.count[list_of(k, Pool::Fresh)] + b.count[list_of(k, Pool::Spent)]))
+        unsafe {
+            self.with_books(|b| {
+                Kind::ALL.map(|k| u64::from(b.count[list_of(k, Pool::Fresh)] + b.count[list_of(k, Pool::Spent)]))
+            })
+        }
     }
 
     /// The waiting bits (`state.rs`) of the kinds that have waiters in
@@ -291,14 +293,17 @@ impl WaitQueue {
     /// Queue lock held.
     pub(crate) unsafe fn bits(&self, pool: Option<Pool>) -> u64 {
         // SAFETY: caller's contract.
-        let b = unsafe { self.books() };
-        Kind::ALL.into_iter().fold(0, |bits, k| {
-            let n = match pool {
-                Some(pool) => b.count[list_of(k, pool)],
-                None => b.count[list_of(k, Pool::Fresh)] + b.count[list_of(k, Pool::Spent)],
-            };
-            if n != 0 { bits | 1 << (WAITING_SHIFT + k.index() as u32) } else { bits }
-        })
+        unsafe {
+            self.with_books(|b| {
+                Kind::ALL.into_iter().fold(0, |bits, k| {
+                    let n = match pool {
+                        Some(pool) => b.count[list_of(k, pool)],
+                        None => b.count[list_of(k, Pool::Fresh)] + b.count[list_of(k, Pool::Spent)],
+                    };
+                    if n != 0 { bits | 1 << (WAITING_SHIFT + k.index() as u32) } else { bits }
+                })
+            })
+        }
     }
 
     /// How many members of the strict batch are still queued (0: the lock
@@ -309,7 +314,7 @@ impl WaitQueue {
     /// Queue lock held.
     pub(crate) unsafe fn batch_left(&self) -> u64 {
         // SAFETY: caller's contract.
-        unsafe { self.books() }.members.iter().map(|&m| u64::from(m)).sum()
+        unsafe { self.with_books(|b| b.members.iter().map(|&m| u64::from(m)).sum()) }
     }
 
     /// `w`'s patience has run out: unless it already belongs to the strict
@@ -321,13 +326,15 @@ impl WaitQueue {
     /// Queue lock held; `w` is linked.
     pub(crate) unsafe fn expire(&self, w: &Waiter) {
         // SAFETY: caller's contract.
-        let (mut b, seq) = unsafe { (self.books(), Waiter::links(w).seq) };
-        let member = b.members.iter().any(|&m| m != 0) && seq < b.strict_until;
-        if !member {
-            b.strict_until = b.next_seq;
-            b.members = b.count;
-            // SAFETY: caller's contract.
-            unsafe { self.set_books(b) };
+        unsafe {
+            let seq = Waiter::links(w).seq;
+            self.with_books(|b| {
+                let member = b.members.iter().any(|&m| m != 0) && seq < b.strict_until;
+                if !member {
+                    b.strict_until = b.next_seq;
+                    b.members = b.count;
+                }
+            });
         }
     }
 
@@ -341,8 +348,9 @@ impl WaitQueue {
     pub(crate) unsafe fn overdue(&self, now: Instant) -> Option<*const Waiter> {
         // SAFETY: caller's contract; list heads are linked, hence alive.
         unsafe {
-            let b = self.books();
-            b.head.into_iter().find(|&h| !h.is_null() && Waiter::links(h).patience.is_some_and(|p| p <= now))
+            self.with_books(|b| {
+                b.head.into_iter().find(|&h| !h.is_null() && Waiter::links(h).patience.is_some_and(|p| p <= now))
+            })
         }
     }
 
@@ -356,15 +364,17 @@ impl WaitQueue {
     pub(crate) unsafe fn push(&self, w: &Waiter, patience: Option<Instant>) {
         // SAFETY: caller's contract; every linked waiter is alive.
         unsafe {
-            let mut b = self.books();
-            let seq = b.next_seq;
-            b.next_seq += 1;
-            Waiter::edit(w, |l| *l = Links { seq, patience, ..UNLINKED_LINKS });
-            append(&mut b, w, list_of(w.kind, Pool::Fresh));
             if self.anchor.load(Ordering::Relaxed).is_null() {
+                // The first waiter anchors fresh books.
+                w.books.with_mut(|b| *b = EMPTY_BOOKS);
                 self.anchor.store((w as *const Waiter).cast_mut(), Ordering::Relaxed);
             }
-            self.set_books(b);
+            self.with_books(|b| {
+                let seq = b.next_seq;
+                b.next_seq += 1;
+                Waiter::edit(w, |l| *l = Links { seq, patience, ..UNLINKED_LINKS });
+                append(b, w, list_of(w.kind, Pool::Fresh));
+            });
         }
     }
 
@@ -380,15 +390,15 @@ impl WaitQueue {
         let (fresh, spent) = (list_of(kind, Pool::Fresh), list_of(kind, Pool::Spent));
         // SAFETY: caller's contract; linked waiters are alive.
         unsafe {
-            let mut b = self.books();
-            debug_assert!(b.members.iter().all(|&m| m == 0), "a retry while strict");
-            for _ in 0..u64::from(b.count[fresh]).min(limit) {
-                let w = pop_front(&mut b, fresh);
-                append(&mut b, w, spent);
-                Waiter::edit(w, |l| l.pending = true);
-                chain.push(w);
-            }
-            self.set_books(b);
+            self.with_books(|b| {
+                debug_assert!(b.members.iter().all(|&m| m == 0), "a retry while strict");
+                for _ in 0..u64::from(b.count[fresh]).min(limit) {
+                    let w = pop_front(b, fresh);
+                    append(b, w, spent);
+                    Waiter::edit(w, |l| l.pending = true);
+                    chain.push(w);
+                }
+            });
         }
         chain
     }
@@ -401,14 +411,14 @@ impl WaitQueue {
     pub(crate) unsafe fn unlink(&self, w: &Waiter) {
         // SAFETY: caller's contract; linked neighbours are alive.
         unsafe {
-            let mut b = self.books();
             let l = Waiter::links(w);
             let list = usize::from(l.list);
-            if b.members[list] != 0 && l.seq < b.strict_until {
-                b.members[list] -= 1;
-            }
-            remove(&mut b, w);
-            self.set_books(b);
+            self.with_books(|b| {
+                if b.members[list] != 0 && l.seq < b.strict_until {
+                    b.members[list] -= 1;
+                }
+                remove(b, w);
+            });
         }
     }
 
@@ -419,22 +429,25 @@ impl WaitQueue {
     ///
     /// Queue lock held.
     pub(crate) unsafe fn plan(&self, kind: Kind, pool: Option<Pool>, mut limit: u64) -> Take {
-        // SAFETY: caller's contract.
-        let b = unsafe { self.books() };
         let mut take = Take::default();
         let pools: &[Pool] = match pool {
             Some(Pool::Fresh) => &[Pool::Fresh],
             Some(Pool::Spent) => &[Pool::Spent],
             None => &[Pool::Spent, Pool::Fresh],
         };
-        for (i, &pool) in pools.iter().enumerate() {
-            let list = list_of(kind, pool);
-            let n = u64::from(b.count[list]).min(limit) as u32;
-            take.parts[i] = (list, n);
-            take.n += u64::from(n);
-            // Members are a prefix of the list.
-            take.members += u64::from(n.min(b.members[list]));
-            limit -= u64::from(n);
+        // SAFETY: caller's contract.
+        unsafe {
+            self.with_books(|b| {
+                for (i, &pool) in pools.iter().enumerate() {
+                    let list = list_of(kind, pool);
+                    let n = u64::from(b.count[list]).min(limit) as u32;
+                    take.parts[i] = (list, n);
+                    take.n += u64::from(n);
+                    // Members are a prefix of the list.
+                    take.members += u64::from(n.min(b.members[list]));
+                    limit -= u64::from(n);
+                }
+            });
         }
         take
     }
@@ -450,19 +463,19 @@ impl WaitQueue {
         let mut chain = Chain { head: ptr::null(), tail: ptr::null() };
         // SAFETY: caller's contract; linked waiters are alive.
         unsafe {
-            let mut b = self.books();
-            for (list, n) in take.parts {
-                b.members[list] -= n.min(b.members[list]);
-                for _ in 0..n {
-                    let w = pop_front(&mut b, list);
-                    if Waiter::links(w).pending {
-                        Waiter::edit(w, |l| l.granted = true);
-                    } else {
-                        chain.push(w);
+            self.with_books(|b| {
+                for (list, n) in take.parts {
+                    b.members[list] -= n.min(b.members[list]);
+                    for _ in 0..n {
+                        let w = pop_front(b, list);
+                        if Waiter::links(w).pending {
+                            Waiter::edit(w, |l| l.granted = true);
+                        } else {
+                            chain.push(w);
+                        }
                     }
                 }
-            }
-            self.set_books(b);
+            });
         }
         chain
     }
@@ -475,7 +488,7 @@ impl WaitQueue {
     #[cfg(all(test, not(loom)))]
     pub(crate) unsafe fn count(&self, kind: Kind, pool: Pool) -> u32 {
         // SAFETY: caller's contract.
-        unsafe { self.books() }.count[list_of(kind, pool)]
+        unsafe { self.with_books(|b| b.count[list_of(kind, pool)]) }
     }
 }
 
