@@ -20,7 +20,7 @@ bin=$(cargo bench --bench uncontended --no-run --message-format=json 2>/dev/null
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$bin" ] || { echo "could not build the uncontended bench binary" >&2; exit 1; }
 
-locks=(phase-lock std parking_lot ShardedLock group-mutex)
+locks=(phase-lock phase-lock-strict std parking_lot ShardedLock group-mutex)
 modes=(read intent write)
 n1=10000
 n2=20000

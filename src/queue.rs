@@ -147,6 +147,19 @@ pub(crate) struct Chain {
     tail: *const Waiter,
 }
 
+/// The queue as a handoff decision sees it ([`WaitQueue::summary`]).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Summary {
+    /// Waiters of each kind.
+    pub(crate) counts: [u64; 3],
+    /// The waiting bits of the kinds with waiters.
+    pub(crate) queued: u64,
+    /// The waiting bits of the kinds with fresh waiters.
+    pub(crate) fresh: u64,
+    /// Members of the strict batch still queued.
+    pub(crate) batch: u64,
+}
+
 /// What a take will remove: up to two lists (spent first) and how many from
 /// each. Computed without changing anything, so that the caller can publish
 /// the new state word first.
@@ -271,11 +284,41 @@ impl WaitQueue {
         }
     }
 
-    /// Number of waiters of each kind.
+    /// What a handoff decision needs, read in one look at the books: the
+    /// number of waiters of each kind, the waiting bits of all waiters and of
+    /// fresh ones, and how many members of the strict batch are queued.
     ///
     /// # Safety
     ///
     /// Queue lock held.
+    pub(crate) unsafe fn summary(&self) -> Summary {
+        // SAFETY: caller's contract.
+        unsafe {
+            self.with_books(|b| {
+                let mut sum = Summary::default();
+                for k in Kind::ALL {
+                    let (fresh, spent) = (b.count[list_of(k, Pool::Fresh)], b.count[list_of(k, Pool::Spent)]);
+                    let bit = 1 << (WAITING_SHIFT + k.index() as u32);
+                    sum.counts[k.index()] = u64::from(fresh + spent);
+                    if fresh + spent != 0 {
+                        sum.queued |= bit;
+                    }
+                    if fresh != 0 {
+                        sum.fresh |= bit;
+                    }
+                }
+                sum.batch = b.members.iter().map(|&m| u64::from(m)).sum();
+                sum
+            })
+        }
+    }
+
+    /// Test hook: number of waiters of each kind.
+    ///
+    /// # Safety
+    ///
+    /// Queue lock held.
+    #[cfg(all(test, not(loom)))]
     pub(crate) unsafe fn counts(&self) -> [u64; 3] {
         // SAFETY: caller's contract.
         unsafe {

@@ -40,7 +40,7 @@ use lock_api::GuardSend;
 
 use crate::fairness::{admits_into_running_phase, downgrade_admits, is_strict, may_enter, next_phase};
 use crate::park::{SpinWait, WaitResult};
-use crate::queue::{Pool, Take, WaitQueue, Waiter};
+use crate::queue::{Summary, Take, WaitQueue, Waiter};
 use crate::state::{
     HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, WAITING_SHIFT, WRITER, holders, holding_kind,
     last_kind, with_holders, with_last,
@@ -537,9 +537,7 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
         }
         // SAFETY (for the queue calls below): we hold the queue lock, and the
         // queue does not change until we release it.
-        let (counts, queued, fresh, batch) = unsafe {
-            (self.queue.counts(), self.queue.bits(None), self.queue.bits(Some(Pool::Fresh)), self.queue.batch_left())
-        };
+        let Summary { counts, queued, fresh, batch } = unsafe { self.queue.summary() };
         let strict = fair || is_strict(if batch != 0 { STRICT } else { 0 }, Self::PATIENT);
         loop {
             let free = s & HOLDERS_MASK == 0;
@@ -684,7 +682,7 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
     /// Test hook: how many waiters of `kind` are queued in `pool` (either
     /// pool for `None`).
     #[cfg(all(test, not(loom)))]
-    pub(crate) fn queued_in(&self, kind: Kind, pool: Option<Pool>) -> u64 {
+    pub(crate) fn queued_in(&self, kind: Kind, pool: Option<crate::queue::Pool>) -> u64 {
         self.lock_queue();
         // SAFETY: we hold the queue lock.
         let n = unsafe {
