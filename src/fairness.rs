@@ -43,11 +43,11 @@
 //!   `STRICT` is set under the queue lock, in the same word, so no arrival
 //!   decides on a stale patient state.
 //! * **When the lock turns strict.** Each queued request carries its
-//!   deadline (queueing time + `P`). Three parties check it: the waiter's own
-//!   timed sleep; every handoff decision (`settle`), which looks at the six
-//!   list heads (the oldest request of each list); and, on a patient lock,
-//!   running threads that enter through the slow path, every fourth entry at
-//!   most once per `P/4`. Whoever finds a deadline passed makes every request
+//!   deadline: its queueing time + `P`. Three parties check it: the
+//!   waiter's own timed sleep; every handoff
+//!   decision (`settle`), which looks at the six list heads (the oldest
+//!   request of each list); and running threads that enter through the slow
+//!   path, every fourth entry at most once per `P/4`. Whoever finds a deadline passed makes every request
 //!   queued *now* a member of the strict batch (`WaitQueue::expire`) and sets
 //!   `STRICT`. The lock stays strict while a member is still queued.
 //! * **In the strict rules** everything is the strict lock's argument: a

@@ -320,30 +320,21 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
         if !cfg!(loom) && deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
         }
-        // When this request's patience runs out (`None` once it has, or for a
-        // strict lock). Counted from the call, a little before the request
-        // is queued: never later than the contract's deadline.
-        let start = Instant::now();
-        let mut patience = if Self::PATIENT { start.checked_add(Self::PATIENCE) } else { None };
         if Self::PATIENT && !cfg!(loom) {
             // A patient lock lets compatible arrivals in: before paying for a
             // queue entry and a sleep, give the holders a moment to leave
-            // (spin, then yield). Not while the lock is strict (nothing can
-            // enter without a handoff), and not for longer than an eighth of
-            // the patience: on a crowded machine one yield can last a
-            // scheduler slice, and time before queueing is time no deadline
-            // watches.
+            // (spin, then yield).
             let mut spin = SpinWait::before_queueing();
             while spin.spin() {
                 if self.try_enter(kind) {
                     return true;
                 }
-                if self.state.load(Ordering::Relaxed) & STRICT != 0 || start.elapsed() >= Self::PATIENCE / 8 {
-                    break;
-                }
             }
         }
         let w = Waiter::new(kind);
+        // When this request's patience runs out (`None` once it has, or for a
+        // strict lock), counted from its queueing.
+        let mut patience = if Self::PATIENT { Instant::now().checked_add(Self::PATIENCE) } else { None };
         let s = self.lock_queue();
         if self.enter_or_wait(&w, s, &mut patience) {
             return true;
@@ -437,12 +428,6 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
                 unsafe { self.queue.push(w, *patience) };
                 // A fresh waiter is owed a try when this phase ends.
                 clear = OPEN;
-                if patience.is_some_and(|p| !cfg!(loom) && Instant::now() >= p) {
-                    // Its patience ran out before it could queue (a long
-                    // yield on a crowded machine): the lock turns strict now.
-                    *patience = None;
-                    unsafe { self.queue.expire(w) };
-                }
             }
             // Publish the waiting bit and release the queue lock in one step.
             // The first waiter also records the running phase's kind, where
