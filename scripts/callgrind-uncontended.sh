@@ -53,7 +53,7 @@ mkdir -p "$report"
     echo "|------|-----:|-------:|------:|"
     for lock in "${locks[@]}"; do
         note=""
-        [ "$lock" != phase-lock ] && [ "$lock" != group-mutex ] && note=" (intent = write)"
+        [ "$lock" != phase-lock ] && [ "$lock" != phase-lock-strict ] && [ "$lock" != group-mutex ] && note=" (intent = write)"
         echo "| $lock$note | ${per[$lock/read]} | ${per[$lock/intent]} | ${per[$lock/write]} |"
     done
     echo

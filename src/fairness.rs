@@ -44,12 +44,12 @@
 //!   decides on a stale patient state.
 //! * **When the lock turns strict.** Each queued request carries its
 //!   deadline: its queueing time + `P`. Three parties check it: the
-//!   waiter's own timed sleep; every handoff
-//!   decision (`settle`), which looks at the six list heads (the oldest
-//!   request of each list); and running threads that enter through the slow
-//!   path, every fourth entry at most once per `P/4`. Whoever finds a deadline passed makes every request
-//!   queued *now* a member of the strict batch (`WaitQueue::expire`) and sets
-//!   `STRICT`. The lock stays strict while a member is still queued.
+//!   waiter's own timed sleep; every handoff decision (`settle`), which
+//!   looks at the six list heads (the oldest request of each list); and
+//!   running threads that enter through the slow path, every fourth entry at
+//!   most once per `P/4`. Whoever finds a deadline passed makes every
+//!   request queued *now* a member of the strict batch (`WaitQueue::expire`)
+//!   and sets `STRICT`. The lock stays strict while a member is still queued.
 //! * **In the strict rules** everything is the strict lock's argument: a
 //!   phase can end only at a release that empties the lock (or a downgrade);
 //!   with waiting bits set and `OPEN` clear that releaser owns the handoff, and
