@@ -8,104 +8,20 @@
 //! message.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::state::{Kind, MAX_SHARED, READ_ONE, WAITING_MASK, holders};
+use crate::test_support::{Actor, Log, log_of, raw, wait_for};
 use crate::*;
-
-/// How long any single expected event may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The strict contract is checked on the strict lock; `patience_tests.rs`
 /// checks the patient rules.
 type Lock = Arc<StrictPhaseLock<()>>;
-type Log = Arc<Mutex<Vec<&'static str>>>;
-
-/// Waits until `cond` holds; a hang fails the test with `what`.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < PATIENCE, "watchdog: gave up waiting for {what}");
-        thread::sleep(Duration::from_micros(200));
-    }
-}
-
-fn raw(lock: &Lock) -> &RawStrictPhaseLock {
-    // SAFETY: used for read-only inspection only.
-    unsafe { lock.raw() }
-}
-
-/// A thread that takes the lock in one kind, logs its entry, and holds the
-/// lock until told to release it.
-struct Actor {
-    name: &'static str,
-    entered: Arc<AtomicBool>,
-    release: Arc<AtomicBool>,
-    handle: JoinHandle<()>,
-}
-
-impl Actor {
-    /// Starts the actor and waits until it is queued (`queued_before + 1`
-    /// waiters of its kind).
-    fn queue(lock: &Lock, log: &Log, name: &'static str, kind: Kind) -> Actor {
-        let before = raw(lock).queued(kind);
-        let actor = Actor::start(lock, log, name, kind);
-        wait_for(&format!("{name} to queue"), || raw(lock).queued(kind) == before + 1);
-        assert!(!actor.has_entered(), "{name} entered instead of queueing");
-        actor
-    }
-
-    fn start(lock: &Lock, log: &Log, name: &'static str, kind: Kind) -> Actor {
-        let entered = Arc::new(AtomicBool::new(false));
-        let release = Arc::new(AtomicBool::new(false));
-        let (lock, log, e, r) = (lock.clone(), log.clone(), entered.clone(), release.clone());
-        let handle = thread::spawn(move || {
-            let hold = || {
-                log.lock().unwrap().push(name);
-                e.store(true, Ordering::SeqCst);
-                wait_for(&format!("{name} to be released"), || r.load(Ordering::SeqCst));
-            };
-            match kind {
-                Kind::Read => {
-                    let _g = lock.read();
-                    hold();
-                }
-                Kind::Intent => {
-                    let _g = lock.intent();
-                    hold();
-                }
-                Kind::Write => {
-                    let _g = lock.write();
-                    hold();
-                }
-            }
-        });
-        Actor { name, entered, release, handle }
-    }
-
-    fn has_entered(&self) -> bool {
-        self.entered.load(Ordering::SeqCst)
-    }
-
-    fn wait_entered(&self) {
-        wait_for(&format!("{} to enter", self.name), || self.has_entered());
-    }
-
-    fn finish(self) {
-        self.release.store(true, Ordering::SeqCst);
-        self.handle.join().expect("actor panicked");
-    }
-}
 
 fn new_lock() -> (Lock, Log) {
     (Arc::new(StrictPhaseLock::new(())), Arc::new(Mutex::new(Vec::new())))
-}
-
-fn log_of(log: &Log) -> Vec<&'static str> {
-    log.lock().unwrap().clone()
 }
 
 fn assert_idle(lock: &Lock) {

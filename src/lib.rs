@@ -150,6 +150,8 @@ mod sync;
 mod contract_tests;
 #[cfg(all(test, not(loom)))]
 mod patience_tests;
+#[cfg(all(test, not(loom)))]
+mod test_support;
 
 #[cfg(feature = "mm")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mm")))]

@@ -6,93 +6,17 @@
 //! minute stands for "never runs out"; the switch to strict is awaited by
 //! watching the `STRICT` bit, never by sleeping for a guessed time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
 
 use crate::queue::Pool;
 use crate::state::{Kind, OPEN, STRICT, WAITING_MASK};
+use crate::test_support::{Actor, Log, log_of, raw, wait_for};
 use crate::*;
 
-/// How long any single expected event may take before the test fails.
-const WATCHDOG: Duration = Duration::from_secs(60);
 /// A patience that never runs out during a test (60 s).
 const NEVER: u32 = 60_000_000;
-
-type Log = Arc<Mutex<Vec<&'static str>>>;
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < WATCHDOG, "watchdog: gave up waiting for {what}");
-        thread::sleep(Duration::from_micros(200));
-    }
-}
-
-fn raw<const P: u32>(lock: &PatientLock<(), P>) -> &RawPatientLock<P> {
-    // SAFETY: used for inspection only.
-    unsafe { lock.raw() }
-}
-
-/// A thread that takes the lock in one kind, logs its entry, and holds it
-/// until told to release.
-struct Actor {
-    entered: Arc<AtomicBool>,
-    release: Arc<AtomicBool>,
-    handle: JoinHandle<()>,
-}
-
-impl Actor {
-    fn start<const P: u32>(lock: &Arc<PatientLock<(), P>>, log: &Log, name: &'static str, kind: Kind) -> Actor {
-        let entered = Arc::new(AtomicBool::new(false));
-        let release = Arc::new(AtomicBool::new(false));
-        let (lock, log, e, r) = (lock.clone(), log.clone(), entered.clone(), release.clone());
-        let handle = thread::spawn(move || {
-            let hold = || {
-                log.lock().unwrap().push(name);
-                e.store(true, Ordering::SeqCst);
-                wait_for("the release signal", || r.load(Ordering::SeqCst));
-            };
-            match kind {
-                Kind::Read => hold_with(&lock.read(), hold),
-                Kind::Intent => hold_with(&lock.intent(), hold),
-                Kind::Write => hold_with(&lock.write(), hold),
-            }
-        });
-        Actor { entered, release, handle }
-    }
-
-    /// Starts the actor and waits until it is queued.
-    fn queue<const P: u32>(lock: &Arc<PatientLock<(), P>>, log: &Log, name: &'static str, kind: Kind) -> Actor {
-        let before = raw(lock).queued(kind);
-        let actor = Actor::start(lock, log, name, kind);
-        wait_for(&format!("{name} to queue"), || raw(lock).queued(kind) == before + 1);
-        assert!(!actor.has_entered(), "{name} entered instead of queueing");
-        actor
-    }
-
-    fn has_entered(&self) -> bool {
-        self.entered.load(Ordering::SeqCst)
-    }
-
-    fn wait_entered(&self) {
-        wait_for("an actor to enter", || self.has_entered());
-    }
-
-    fn finish(self) {
-        self.release.store(true, Ordering::SeqCst);
-        self.handle.join().expect("actor panicked");
-    }
-}
-
-fn hold_with<G>(_guard: &G, hold: impl FnOnce()) {
-    hold();
-}
-
-fn log_of(log: &Log) -> Vec<&'static str> {
-    log.lock().unwrap().clone()
-}
 
 fn assert_idle<const P: u32>(lock: &PatientLock<(), P>) {
     let s = raw(lock).state_word();

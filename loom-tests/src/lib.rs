@@ -1,2 +1,47 @@
 //! loom model checks for phase-lock live in `tests/`; run them with
 //! `RUSTFLAGS="--cfg loom" cargo test -p loom-tests --release`.
+//!
+//! This library holds what the lock models share: the model runner with its
+//! default preemption bound, and the accessors of the protected cell through
+//! which loom checks every exclusion claim.
+#![cfg(loom)]
+
+use loom::cell::UnsafeCell;
+
+/// A lock of any patience over a loom cell, as the lock models use it.
+pub type Lock<R> = lock_api::RwLock<R, UnsafeCell<u64>>;
+
+/// A new unlocked lock of raw type `R` over a cell holding 0.
+pub fn new_lock<R: lock_api::RawRwLock>(raw: R) -> loom::sync::Arc<Lock<R>> {
+    loom::sync::Arc::new(lock_api::RwLock::from_raw(raw, UnsafeCell::new(0)))
+}
+
+/// Runs `f` under loom with a bounded number of preemptions (default 2; the
+/// `LOOM_MAX_PREEMPTIONS` environment variable overrides it).
+pub fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.check(f);
+}
+
+/// Reads the cell.
+pub fn read_value(cell: &UnsafeCell<u64>) -> u64 {
+    // SAFETY: the caller holds the lock in a mode that excludes writers of
+    // the cell; loom checks that claim.
+    cell.with(|p| unsafe { *p })
+}
+
+/// Adds one to the cell.
+pub fn bump(cell: &UnsafeCell<u64>) {
+    // SAFETY: the caller holds the lock in a mode that excludes every other
+    // accessor of the cell in this model; loom checks that claim.
+    cell.with_mut(|p| unsafe { *p += 1 })
+}
+
+/// The lock is free and no waiting flag was left behind.
+pub fn assert_idle<R: lock_api::RawRwLock>(lock: &Lock<R>) {
+    assert!(!lock.is_locked());
+    assert!(lock.try_write().is_some(), "a waiting flag or a hold was left behind");
+}

@@ -9,40 +9,15 @@
 
 use std::time::Duration;
 
-use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::{assert_idle, bump, model, read_value};
 use phase_lock::*;
 
-type Lock = lock_api::RwLock<RawPatientLock<1>, UnsafeCell<u64>>;
+type Lock = loom_tests::Lock<RawPatientLock<1>>;
 
 fn new_lock() -> Arc<Lock> {
-    Arc::new(lock_api::RwLock::from_raw(RawPatientLock::new(), UnsafeCell::new(0)))
-}
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(f);
-}
-
-fn read_value(cell: &UnsafeCell<u64>) -> u64 {
-    // SAFETY: the caller holds a mode that excludes writers of the cell;
-    // loom checks that claim.
-    cell.with(|p| unsafe { *p })
-}
-
-fn bump(cell: &UnsafeCell<u64>) {
-    // SAFETY: the caller holds a mode that excludes every other accessor of
-    // the cell in this model; loom checks that claim.
-    cell.with_mut(|p| unsafe { *p += 1 })
-}
-
-fn assert_idle(lock: &Lock) {
-    assert!(!lock.is_locked());
-    assert!(lock.try_write().is_some(), "a waiting flag or a hold was left behind");
+    loom_tests::new_lock(RawPatientLock::new())
 }
 
 /// A reader holds; an intent request queues (its patience may run out and
