@@ -52,13 +52,15 @@ use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed};
 /// in microseconds.
 ///
 /// Chosen from the patience sweep of the fairness report (`cargo run
-/// --release --example fairness -- --sweep`, README "Patience"): on the
-/// oversubscribed two-kind workloads throughput reaches the stock locks'
-/// level from about 200 µs and barely moves beyond, while the longest wait
-/// keeps growing with the patience. 1 ms keeps the longest wait an order of
-/// magnitude below the stock locks' (which reach 10–100 ms), leaves room for
-/// timer slack and wake-up latency, and amortizes each strict handoff
-/// (a few context switches) over a millisecond of barging throughput.
+/// --release --example fairness -- --sweep`, README "Patience"). With
+/// arrivals that spin and yield before queueing, every patience from 10 µs
+/// to 4 ms runs at the stock locks' throughput in the swept scenarios, and
+/// the longest waits there are set by the scheduler rather than by the
+/// patience. Without that pre-queue phase, patiences of 10–200 µs collapsed
+/// to 3–15 % of stock throughput on 16 threads, and 1 ms did not: strict
+/// periods (a few context switches each) came too often. 1 ms keeps that
+/// margin, leaves room for timer slack and wake-up latency, and amortizes
+/// each strict handoff over a millisecond of barging.
 pub const DEFAULT_PATIENCE_US: u32 = 1000;
 
 /// The raw phase-fair lock with a patience of `PATIENCE_US` microseconds:
