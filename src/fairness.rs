@@ -117,12 +117,13 @@ pub(crate) const fn may_enter(kind: Kind, s: u64, patient: bool) -> bool {
     patient && s & (STRICT | QUEUE_LOCKED) == 0 && (s & HOLDERS_MASK != 0 || s & OPEN != 0)
 }
 
-/// Whether the strict rules (2–4) are in force for a lock in state `s`:
-/// always for a strict lock, from the moment a queued request has waited out
-/// the patience for a patient one.
+/// Whether the strict rules (2–4) are in force, given how many members of a
+/// strict batch are still queued: always for a strict lock; for a patient
+/// one, from the moment a queued request has waited out the patience until
+/// the batch it started has entered.
 #[inline]
-pub(crate) const fn is_strict(s: u64, patient: bool) -> bool {
-    !patient || s & STRICT != 0
+pub(crate) const fn is_strict(batch_left: u64, patient: bool) -> bool {
+    !patient || batch_left != 0
 }
 
 /// Rule 3: the kind whose phase begins after a phase of kind `last` ends,

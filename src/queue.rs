@@ -42,7 +42,7 @@ use core::ptr;
 use std::time::Instant;
 
 use crate::park::Parker;
-use crate::state::{Kind, WAITING_SHIFT};
+use crate::state::{Kind, waiting_bits};
 use crate::sync::{AtomicPtr, Ordering, QCell};
 
 /// `Links::list` of a waiter that is not in the queue.
@@ -160,8 +160,8 @@ pub(crate) struct Summary {
     pub(crate) batch: u64,
 }
 
-/// What a take will remove: up to two lists (spent first) and how many from
-/// each. Computed without changing anything, so that the caller can publish
+/// What a take will remove: a kind's two lists (spent first) and how many
+/// from each. Computed without changing anything, so that the caller can publish
 /// the new state word first.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Take {
@@ -295,20 +295,14 @@ impl WaitQueue {
         // SAFETY: caller's contract.
         unsafe {
             self.with_books(|b| {
-                let mut sum = Summary::default();
-                for k in Kind::ALL {
-                    let (fresh, spent) = (b.count[list_of(k, Pool::Fresh)], b.count[list_of(k, Pool::Spent)]);
-                    let bit = 1 << (WAITING_SHIFT + k.index() as u32);
-                    sum.counts[k.index()] = u64::from(fresh + spent);
-                    if fresh + spent != 0 {
-                        sum.queued |= bit;
-                    }
-                    if fresh != 0 {
-                        sum.fresh |= bit;
-                    }
+                let fresh = Kind::ALL.map(|k| u64::from(b.count[list_of(k, Pool::Fresh)]));
+                let counts = Kind::ALL.map(|k| fresh[k.index()] + u64::from(b.count[list_of(k, Pool::Spent)]));
+                Summary {
+                    counts,
+                    queued: waiting_bits(counts),
+                    fresh: waiting_bits(fresh),
+                    batch: b.members.iter().map(|&m| u64::from(m)).sum(),
                 }
-                sum.batch = b.members.iter().map(|&m| u64::from(m)).sum();
-                sum
             })
         }
     }
@@ -324,27 +318,6 @@ impl WaitQueue {
         unsafe {
             self.with_books(|b| {
                 Kind::ALL.map(|k| u64::from(b.count[list_of(k, Pool::Fresh)] + b.count[list_of(k, Pool::Spent)]))
-            })
-        }
-    }
-
-    /// The waiting bits (`state.rs`) of the kinds that have waiters in
-    /// `pool`, or in either pool for `None`.
-    ///
-    /// # Safety
-    ///
-    /// Queue lock held.
-    pub(crate) unsafe fn bits(&self, pool: Option<Pool>) -> u64 {
-        // SAFETY: caller's contract.
-        unsafe {
-            self.with_books(|b| {
-                Kind::ALL.into_iter().fold(0, |bits, k| {
-                    let n = match pool {
-                        Some(pool) => b.count[list_of(k, pool)],
-                        None => b.count[list_of(k, Pool::Fresh)] + b.count[list_of(k, Pool::Spent)],
-                    };
-                    if n != 0 { bits | 1 << (WAITING_SHIFT + k.index() as u32) } else { bits }
-                })
             })
         }
     }
@@ -374,26 +347,32 @@ impl WaitQueue {
             self.with_books(|b| {
                 let member = b.members.iter().any(|&m| m != 0) && seq < b.strict_until;
                 if !member {
-                    b.strict_until = b.next_seq;
-                    b.members = b.count;
+                    start_batch(b);
                 }
             });
         }
     }
 
-    /// Whether the oldest waiter of some list has waited out its patience
-    /// by `now`. Looks at the six list heads only: along a list, patience
-    /// deadlines grow (spent lists hold older requests than fresh ones).
+    /// If no strict batch is running and the oldest waiter of some list has
+    /// waited out its patience by `now`, starts a batch for it (as
+    /// [`WaitQueue::expire`]) and returns `true`. Looks at the six list heads
+    /// only: along a list, patience deadlines grow (spent lists hold older
+    /// requests than fresh ones).
     ///
     /// # Safety
     ///
     /// Queue lock held.
-    pub(crate) unsafe fn overdue(&self, now: Instant) -> Option<*const Waiter> {
+    pub(crate) unsafe fn expire_overdue(&self, now: Instant) -> bool {
         // SAFETY: caller's contract; list heads are linked, hence alive.
         unsafe {
-            self.with_books(|b| {
-                b.head.into_iter().find(|&h| !h.is_null() && Waiter::links(h).patience.is_some_and(|p| p <= now))
-            })
+            let overdue = self.with_books(|b| {
+                b.members.iter().all(|&m| m == 0)
+                    && b.head.iter().any(|&h| !h.is_null() && Waiter::links(h).patience.is_some_and(|p| p <= now))
+            });
+            if overdue {
+                self.with_books(start_batch);
+            }
+            overdue
         }
     }
 
@@ -465,23 +444,18 @@ impl WaitQueue {
         }
     }
 
-    /// Plans taking up to `limit` waiters of `kind`, oldest first: spent then
-    /// fresh, or fresh only for `pool == Some(Pool::Fresh)`. Changes nothing.
+    /// Plans handing the lock to up to `limit` waiters of `kind`, oldest
+    /// first: spent, then fresh. Changes nothing.
     ///
     /// # Safety
     ///
     /// Queue lock held.
-    pub(crate) unsafe fn plan(&self, kind: Kind, pool: Option<Pool>, mut limit: u64) -> Take {
+    pub(crate) unsafe fn plan(&self, kind: Kind, mut limit: u64) -> Take {
         let mut take = Take::default();
-        let pools: &[Pool] = match pool {
-            Some(Pool::Fresh) => &[Pool::Fresh],
-            Some(Pool::Spent) => &[Pool::Spent],
-            None => &[Pool::Spent, Pool::Fresh],
-        };
         // SAFETY: caller's contract.
         unsafe {
             self.with_books(|b| {
-                for (i, &pool) in pools.iter().enumerate() {
+                for (i, pool) in [Pool::Spent, Pool::Fresh].into_iter().enumerate() {
                     let list = list_of(kind, pool);
                     let n = u64::from(b.count[list]).min(limit) as u32;
                     take.parts[i] = (list, n);
@@ -533,6 +507,13 @@ impl WaitQueue {
         // SAFETY: caller's contract.
         unsafe { self.with_books(|b| b.count[list_of(kind, pool)]) }
     }
+}
+
+/// Makes every waiter queued now a member of the strict batch (starting the
+/// batch, or extending the running one).
+fn start_batch(b: &mut Books) {
+    b.strict_until = b.next_seq;
+    b.members = b.count;
 }
 
 /// Appends the unlinked waiter `w` to `list`.

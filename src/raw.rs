@@ -42,8 +42,8 @@ use crate::fairness::{admits_into_running_phase, downgrade_admits, is_strict, ma
 use crate::park::{SpinWait, WaitResult};
 use crate::queue::{Summary, Take, WaitQueue, Waiter};
 use crate::state::{
-    HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, WAITING_SHIFT, WRITER, holders, holding_kind,
-    last_kind, with_holders, with_last,
+    HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, WRITER, holders, holding_kind, last_kind,
+    waiting_bits, with_holders, with_last,
 };
 use crate::sync::{AtomicU64, Ordering};
 use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed};
@@ -265,14 +265,9 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
     #[cold]
     fn check_patience(&self) {
         let s = self.lock_queue();
-        // SAFETY: we hold the queue lock; a returned head is linked.
-        unsafe {
-            if self.queue.batch_left() == 0
-                && let Some(oldest) = self.queue.overdue(Instant::now())
-            {
-                self.queue.expire(&*oldest);
-                return self.settle(s, Settle::Expired);
-            }
+        // SAFETY: we hold the queue lock.
+        if unsafe { self.queue.expire_overdue(Instant::now()) } {
+            return self.settle(s, Settle::Expired);
         }
         self.unlock_queue();
     }
@@ -413,7 +408,7 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
                 if unsafe { w.is_linked() } {
                     unsafe { self.queue.unlink(w) };
                 }
-                let mut new = (entered(s, kind) & !WAITING_MASK) | unsafe { self.queue.bits(None) };
+                let mut new = (entered(s, kind) & !WAITING_MASK) | unsafe { self.queue.summary() }.queued;
                 new = self.with_strict(new);
                 if new & WAITING_MASK == 0 {
                     // `LAST` and `OPEN` are kept only while somebody waits.
@@ -532,19 +527,13 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
         // processor for milliseconds): every settle of a patient lock checks
         // the oldest waiters' deadlines itself.
         if Self::PATIENT && !cfg!(loom) {
-            // SAFETY: we hold the queue lock; a returned head is linked.
-            unsafe {
-                if self.queue.batch_left() == 0
-                    && let Some(oldest) = self.queue.overdue(Instant::now())
-                {
-                    self.queue.expire(&*oldest);
-                }
-            }
+            // SAFETY: we hold the queue lock.
+            unsafe { self.queue.expire_overdue(Instant::now()) };
         }
         // SAFETY (for the queue calls below): we hold the queue lock, and the
         // queue does not change until we release it.
         let Summary { counts, queued, fresh, batch } = unsafe { self.queue.summary() };
-        let strict = fair || is_strict(if batch != 0 { STRICT } else { 0 }, Self::PATIENT);
+        let strict = fair || is_strict(batch, Self::PATIENT);
         loop {
             let free = s & HOLDERS_MASK == 0;
             if free && !matches!(why, Settle::Released { .. }) && s & OPEN == 0 {
@@ -575,7 +564,7 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
             };
             let grant = match &pick {
                 // SAFETY: queue lock held.
-                Some(p) if !p.retry => unsafe { self.queue.plan(p.kind, None, limit(p)) },
+                Some(p) if !p.retry => unsafe { self.queue.plan(p.kind, limit(p)) },
                 _ => Take::default(),
             };
             let mut after = counts;
@@ -587,10 +576,7 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
                     new = with_last(new, Some(p.kind));
                 }
             }
-            let waiting = Kind::ALL
-                .into_iter()
-                .filter(|k| after[k.index()] != 0)
-                .fold(0, |bits, k| bits | 1 << (WAITING_SHIFT + k.index() as u32));
+            let waiting = waiting_bits(after);
             new |= waiting;
             if Self::PATIENT && batch - grant.members != 0 {
                 new |= STRICT;

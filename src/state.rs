@@ -212,6 +212,21 @@ pub(crate) const fn last_kind(s: u64) -> Option<Kind> {
     }
 }
 
+/// The waiting bits of the kinds whose count in `counts` (read, intent,
+/// write) is not zero.
+#[inline]
+pub(crate) const fn waiting_bits(counts: [u64; 3]) -> u64 {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < 3 {
+        if counts[i] != 0 {
+            bits |= READ_WAITING << i;
+        }
+        i += 1;
+    }
+    bits
+}
+
 /// `s` with `n` holders of `kind` added. The caller has checked that the
 /// count cannot overflow.
 #[inline]
@@ -269,5 +284,11 @@ mod tests {
             }
         }
         assert_eq!(holding_kind(LAST_MASK | WAITING_MASK | QUEUE_LOCKED), None);
+        for kind in Kind::ALL {
+            let mut counts = [0; 3];
+            counts[kind.index()] = 5;
+            assert_eq!(waiting_bits(counts), kind.waiting_bit());
+        }
+        assert_eq!(waiting_bits([1, 1, 1]), WAITING_MASK);
     }
 }
