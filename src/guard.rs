@@ -44,7 +44,7 @@ pub trait RwLockIntentExt<R: RawIntent, T: ?Sized> {
     /// # Panics
     ///
     /// Panics if the raw lock's count of intent holders would overflow (for
-    /// the crate's lock, more than 2^26 at once), before the lock is touched.
+    /// the crate's lock, more than 2^25 at once), before the lock is touched.
     ///
     /// ```
     /// use phase_lock::*;

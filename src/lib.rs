@@ -116,7 +116,7 @@
 //!
 //! Like every `lock_api` lock, a `PhaseLock` is never poisoned: a panic
 //! inside a critical section drops the guard, which releases the lock, and
-//! other threads go on. Acquiring more than 2^26 read (or intent) holds at
+//! other threads go on. Acquiring more than 2^25 read (or intent) holds at
 //! once panics, before the lock's state is touched.
 //!
 //! # lock_api
@@ -138,6 +138,7 @@
 
 #[cfg(feature = "arc_lock")]
 mod arc_guard;
+mod bias;
 mod fairness;
 mod guard;
 mod intent;
@@ -158,9 +159,10 @@ mod test_support;
 #[cfg_attr(docsrs, doc(cfg(feature = "mm")))]
 pub mod mm;
 
+pub use bias::SharedHold;
 pub use guard::{MappedRwLockIntentGuard, RwLockIntentExt, RwLockIntentGuard, WriteGuardIntentExt};
 pub use intent::{RawIntent, RawIntentDowngrade, RawIntentTimed};
-pub use raw::{DEFAULT_PATIENCE_US, RawPatientLock, RawPhaseLock, RawStrictPhaseLock};
+pub use raw::{DEFAULT_PATIENCE_US, RawPatientLock, RawPhaseLock, RawStrictPhaseLock, RawUnbiasedPhaseLock};
 
 #[cfg(feature = "arc_lock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "arc_lock")))]
@@ -210,7 +212,31 @@ pub type StrictPhaseLock<T> = lock_api::RwLock<RawStrictPhaseLock, T>;
 /// TABLE.write()[0] = 1;
 /// assert_eq!(TABLE.intent()[0], 1);
 /// ```
-pub type PatientLock<T, const PATIENCE_US: u32> = lock_api::RwLock<RawPatientLock<PATIENCE_US>, T>;
+///
+/// The third parameter turns the biased shared path off (see
+/// [`UnbiasedPhaseLock`]); it is on by default.
+pub type PatientLock<T, const PATIENCE_US: u32, const BIAS: bool = true> =
+    lock_api::RwLock<RawPatientLock<PATIENCE_US, BIAS>, T>;
+
+/// [`PhaseLock`] without the biased shared path: every read and intent
+/// acquisition is counted in the lock's state word, as before 0.2.
+///
+/// The biased path (see the crate docs, "Reads that scale") makes shared
+/// acquisitions on different CPUs touch no common cache line once the lock
+/// has seen concurrency, at the price of a 32 KiB process-wide table and a
+/// table scan whenever another kind ends a biased phase. Choose this type
+/// where shared holders rarely overlap in time and kinds alternate quickly,
+/// or to measure what the bias buys.
+///
+/// ```
+/// use phase_lock::*;
+///
+/// let lock = UnbiasedPhaseLock::new(1);
+/// *lock.write() += 1;
+/// assert_eq!(*lock.read(), 2);
+/// assert_eq!(*lock.intent(), 2);
+/// ```
+pub type UnbiasedPhaseLock<T> = lock_api::RwLock<RawUnbiasedPhaseLock, T>;
 
 /// A read guard of a [`PhaseLock`]; dereferences to `&T`.
 ///

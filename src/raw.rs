@@ -38,11 +38,12 @@ use std::time::{Duration, Instant};
 
 use lock_api::GuardSend;
 
+use crate::bias::SharedHold;
 use crate::fairness::{admits_into_running_phase, downgrade_admits, is_strict, may_enter, next_phase};
 use crate::park::{SpinWait, WaitResult};
 use crate::queue::{Summary, Take, WaitQueue, Waiter};
 use crate::state::{
-    HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, WRITER, holders, holding_kind, last_kind,
+    BIASED, HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, WRITER, holders, holding_kind, last_kind,
     waiting_bits, with_holders, with_last,
 };
 use crate::sync::{AtomicU64, Ordering};
@@ -107,9 +108,9 @@ pub const DEFAULT_PATIENCE_US: u32 = 1000;
 /// loom's atomics cannot be built in a `const` context, so with
 /// `--cfg loom` the `INIT` constant panics when used; build the lock with
 /// [`RawPatientLock::new`] and `lock_api::RwLock::from_raw`.
-pub struct RawPatientLock<const PATIENCE_US: u32> {
+pub struct RawPatientLock<const PATIENCE_US: u32, const BIAS: bool = true> {
     /// The state word (`state.rs`).
-    state: AtomicU64,
+    pub(crate) state: AtomicU64,
     /// The waiters (`queue.rs`). Read and written only under `QUEUE_LOCKED`.
     queue: WaitQueue,
 }
@@ -138,6 +139,18 @@ pub type RawPhaseLock = RawPatientLock<DEFAULT_PATIENCE_US>;
 /// ```
 pub type RawStrictPhaseLock = RawPatientLock<0>;
 
+/// The raw lock of [`UnbiasedPhaseLock`](crate::UnbiasedPhaseLock): the
+/// default patience, every shared hold counted in the state word (no biased
+/// path, no use of the process-wide slot table).
+///
+/// ```
+/// use phase_lock::RawUnbiasedPhaseLock;
+///
+/// let lock = lock_api::RwLock::<RawUnbiasedPhaseLock, _>::new(5);
+/// assert_eq!(*lock.read(), 5);
+/// ```
+pub type RawUnbiasedPhaseLock = RawPatientLock<DEFAULT_PATIENCE_US, false>;
+
 /// Why [`RawPatientLock::settle`] runs, which decides what it may do.
 #[derive(Clone, Copy)]
 enum Settle {
@@ -164,7 +177,7 @@ struct Pick {
     begins_phase: bool,
 }
 
-impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
+impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS> {
     /// This lock's patience: how long a queued request lets compatible
     /// arrivals pass it before the lock turns strict.
     pub const PATIENCE: Duration = Duration::from_micros(PATIENCE_US as u64);
@@ -204,17 +217,31 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
     /// (free, nobody queued), from the current word for a shared kind, after
     /// one mask test that checks both the policy and the count's limit.
     #[inline]
-    fn try_enter(&self, kind: Kind) -> bool {
+    fn try_enter(&self, kind: Kind) -> Option<SharedHold> {
         // Acquire on success (here and below): entering the lock must see
         // everything the previous holders wrote before their release.
-        let entered = if kind == Kind::Write {
-            self.state.compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        let s = if kind == Kind::Write {
+            match self.state.compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Some(SharedHold::COUNTED),
+                Err(now) => now,
+            }
         } else {
             let s = self.state.load(Ordering::Relaxed);
-            s & kind.fast_blockers() == 0
+            if s & kind.fast_blockers() == 0
                 && self.state.compare_exchange(s, s + kind.one(), Ordering::Acquire, Ordering::Relaxed).is_ok()
+            {
+                return Some(SharedHold::COUNTED);
+            }
+            s
         };
-        entered || self.try_enter_slow(kind)
+        // A biased lock: enter through the table, or revoke (bias.rs).
+        if BIAS
+            && s & BIASED != 0
+            && let Some(hold) = self.enter_biased(kind, s)
+        {
+            return Some(hold);
+        }
+        self.try_enter_slow(kind).then_some(SharedHold::COUNTED)
     }
 
     /// The fast path failed: decide again with the full policy, retrying as
@@ -253,7 +280,14 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
                 overflow(kind);
             }
             match self.state.compare_exchange_weak(s, entered(s, kind), Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    // Concurrency seen: another holder of our kind, and we
+                    // got here by losing a race or a blocker. Maybe bias.
+                    if BIAS && kind != Kind::Write && holders(s, kind) != 0 && s & WAITING_MASK == 0 {
+                        self.maybe_bias(kind);
+                    }
+                    return true;
+                }
                 Err(now) => s = now,
             }
         }
@@ -274,17 +308,26 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
 
     /// Acquires in `kind`, waiting until `deadline` (`None`: forever).
     #[inline]
-    fn acquire(&self, kind: Kind, deadline: Option<Instant>) -> bool {
-        self.try_enter(kind) || self.acquire_slow(kind, deadline)
+    fn acquire(&self, kind: Kind, deadline: Option<Instant>) -> Option<SharedHold> {
+        self.try_enter(kind).or_else(|| self.acquire_slow(kind, deadline))
     }
 
-    /// Releases one hold of `kind`; `fair` hands off as if strict.
+    /// Acquires in `kind`, waiting as long as it takes.
+    #[inline]
+    fn lock(&self, kind: Kind) -> SharedHold {
+        match self.acquire(kind, None) {
+            Some(hold) => hold,
+            None => unreachable!("phase-lock: an untimed acquisition gave up"),
+        }
+    }
+
+    /// Releases one counted hold of `kind`; `fair` hands off as if strict.
     ///
     /// # Safety
     ///
-    /// The caller holds the lock in `kind`.
+    /// The caller holds the lock in `kind`, counted in the state word.
     #[inline]
-    unsafe fn release(&self, kind: Kind, fair: bool) {
+    pub(crate) unsafe fn release(&self, kind: Kind, fair: bool) {
         // Release: the next holder must see this critical section's writes.
         let prev = self.state.fetch_sub(kind.one(), Ordering::Release);
         debug_assert!(holders(prev, kind) != 0, "phase-lock: released a {} hold that was not held", kind.name());
@@ -297,7 +340,7 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
     /// phase is over and the handoff is ours.
     #[cold]
     #[inline(never)]
-    fn release_contended(&self, prev: u64, kind: Kind, fair: bool) {
+    pub(crate) fn release_contended(&self, prev: u64, kind: Kind, fair: bool) {
         // `OPEN`: a patient lock owes its waiters nothing at the end of this
         // phase; they wait for their patience, and arrivals may take the lock.
         // A fair unlock hands off regardless.
@@ -314,11 +357,11 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
     /// Queues a request of `kind` and waits for its admission.
     #[cold]
     #[inline(never)]
-    fn acquire_slow(&self, kind: Kind, deadline: Option<Instant>) -> bool {
+    fn acquire_slow(&self, kind: Kind, deadline: Option<Instant>) -> Option<SharedHold> {
         // A request whose deadline has passed behaves as a try-lock: it must
         // not queue, not even briefly (rule 5).
         if !cfg!(loom) && deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
+            return None;
         }
         if Self::PATIENT && !cfg!(loom) {
             // A patient lock lets compatible arrivals in: before paying for a
@@ -326,11 +369,17 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
             // (spin, then yield).
             let mut spin = SpinWait::before_queueing();
             while spin.spin() {
-                if self.try_enter(kind) {
-                    return true;
+                if let Some(hold) = self.try_enter(kind) {
+                    return Some(hold);
                 }
             }
         }
+        self.queue_and_wait(kind, deadline).then_some(SharedHold::COUNTED)
+    }
+
+    /// Queues a request of `kind` and waits for its admission; `false` if
+    /// `deadline` passed first. Every hold it returns is counted.
+    fn queue_and_wait(&self, kind: Kind, deadline: Option<Instant>) -> bool {
         let w = Waiter::new(kind);
         // When this request's patience runs out (`None` once it has, or for a
         // strict lock), counted from its queueing.
@@ -399,6 +448,13 @@ impl<const PATIENCE_US: u32> RawPatientLock<PATIENCE_US> {
     fn enter_or_wait(&self, w: &Waiter, mut s: u64, patience: &mut Option<Instant>) -> bool {
         let kind = w.kind;
         loop {
+            if BIAS && s & BIASED != 0 && holding_kind(s) != Some(kind) {
+                // Nobody may queue behind a bias: end it first (bias.rs;
+                // allowed with the queue lock held), then decide again.
+                self.revoke();
+                s = self.state.load(Ordering::Relaxed);
+                continue;
+            }
             if may_enter(kind, s & !QUEUE_LOCKED, Self::PATIENT) {
                 if holders(s, kind) >= kind.max_holders() {
                     self.unlock_queue();
@@ -752,13 +808,13 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-impl<const P: u32> Default for RawPatientLock<P> {
+impl<const P: u32, const B: bool> Default for RawPatientLock<P, B> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const P: u32> core::fmt::Debug for RawPatientLock<P> {
+impl<const P: u32, const B: bool> core::fmt::Debug for RawPatientLock<P, B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let s = self.state.load(Ordering::Relaxed);
         f.debug_struct("RawPatientLock")
@@ -773,46 +829,48 @@ impl<const P: u32> core::fmt::Debug for RawPatientLock<P> {
 
 // SAFETY: the state word admits either any number of read holders, or any
 // number of intent holders, or one writer (the exclusion invariant of
-// state.rs, kept by `may_enter` and `settle`); entering is an acquire
-// operation on the state word and leaving a release operation. Guard state is
-// stateless, so forgetting it is safe, and no operation unwinds with a new
-// acquisition (the only panic, on holder-count overflow, happens before the
-// state word is changed and after the queue lock is released).
-unsafe impl<const P: u32> lock_api::RawRwLock for RawPatientLock<P> {
+// state.rs, kept by `may_enter` and `settle`); a biased phase's published
+// holders count as holders of its kind, since every other kind revokes the
+// bias (moving them into the count) before it may enter (bias.rs). Entering
+// is an acquire operation on the state word and leaving a release operation
+// (on the slot, for a published hold). Forgetting a guard leaks its hold,
+// which is safe. No operation unwinds with a new acquisition (the only panic,
+// on holder-count overflow, happens before the state word is changed and
+// after the queue lock is released).
+unsafe impl<const P: u32, const B: bool> lock_api::RawRwLock for RawPatientLock<P, B> {
     #[cfg(not(loom))]
     const INIT: Self = RawPatientLock::new();
     #[cfg(loom)]
     const INIT: Self = panic!("under loom, build the lock with RawPatientLock::new()");
 
-    type SharedGuard = GuardSend;
+    type SharedGuard = SharedHold;
     type ExclusiveGuard = GuardSend;
 
     #[inline]
-    fn lock_shared(&self) -> GuardSend {
-        self.acquire(Kind::Read, None);
-        GuardSend::new()
+    fn lock_shared(&self) -> SharedHold {
+        self.lock(Kind::Read)
     }
 
     #[inline]
-    fn try_lock_shared(&self) -> Option<GuardSend> {
-        self.try_enter(Kind::Read).then(GuardSend::new)
+    fn try_lock_shared(&self) -> Option<SharedHold> {
+        self.try_enter(Kind::Read)
     }
 
     #[inline]
-    unsafe fn unlock_shared(&self, _guard: GuardSend) {
-        // SAFETY: the caller holds a read acquisition.
-        unsafe { self.release(Kind::Read, false) }
+    unsafe fn unlock_shared(&self, hold: SharedHold) {
+        // SAFETY: the caller holds a read acquisition through `hold`.
+        unsafe { self.release_shared(Kind::Read, hold, false) }
     }
 
     #[inline]
     fn lock_exclusive(&self) -> GuardSend {
-        self.acquire(Kind::Write, None);
+        self.lock(Kind::Write);
         GuardSend::new()
     }
 
     #[inline]
     fn try_lock_exclusive(&self) -> Option<GuardSend> {
-        self.try_enter(Kind::Write).then(GuardSend::new)
+        self.try_enter(Kind::Write).map(|_| GuardSend::new())
     }
 
     #[inline]
@@ -823,7 +881,8 @@ unsafe impl<const P: u32> lock_api::RawRwLock for RawPatientLock<P> {
 
     #[inline]
     fn is_locked(&self) -> bool {
-        self.state.load(Ordering::Relaxed) & HOLDERS_MASK != 0
+        let s = self.state.load(Ordering::Relaxed);
+        if B && s & BIASED != 0 { self.biased_is_locked(s) } else { s & HOLDERS_MASK != 0 }
     }
 
     #[inline]
@@ -835,12 +894,13 @@ unsafe impl<const P: u32> lock_api::RawRwLock for RawPatientLock<P> {
 // SAFETY: a fair unlock is a plain unlock whose handoff, if it ends the
 // phase with waiters queued, follows the strict rules whatever the patience;
 // `bump_*` give the hold up fairly and queue again only when somebody waits,
-// through the same safe paths.
-unsafe impl<const P: u32> lock_api::RawRwLockFair for RawPatientLock<P> {
+// through the same safe paths, and replace the guard's state with the new
+// hold's.
+unsafe impl<const P: u32, const B: bool> lock_api::RawRwLockFair for RawPatientLock<P, B> {
     #[inline]
-    unsafe fn unlock_shared_fair(&self, _guard: GuardSend) {
-        // SAFETY: the caller holds a read acquisition.
-        unsafe { self.release(Kind::Read, true) }
+    unsafe fn unlock_shared_fair(&self, hold: SharedHold) {
+        // SAFETY: the caller holds a read acquisition through `hold`.
+        unsafe { self.release_shared(Kind::Read, hold, true) }
     }
 
     #[inline]
@@ -850,112 +910,132 @@ unsafe impl<const P: u32> lock_api::RawRwLockFair for RawPatientLock<P> {
     }
 
     #[inline]
-    unsafe fn bump_shared(&self, _guard: &mut GuardSend) {
+    unsafe fn bump_shared(&self, hold: &mut SharedHold) {
         if self.has_waiters() {
-            // SAFETY: the caller holds a read acquisition, which we give up
-            // and take back (the guard is stateless, so it stays valid).
-            unsafe { self.release(Kind::Read, false) };
-            self.acquire(Kind::Read, None);
+            let old = core::mem::replace(hold, SharedHold::COUNTED);
+            // SAFETY: the caller holds a read acquisition through `old`,
+            // which we give up before taking a new one into `hold`.
+            unsafe { self.release_shared(Kind::Read, old, false) };
+            *hold = self.lock(Kind::Read);
         }
     }
 
     #[inline]
     unsafe fn bump_exclusive(&self, _guard: &mut GuardSend) {
         if self.has_waiters() {
-            // SAFETY: as in `bump_shared`, for the write acquisition.
+            // SAFETY: the caller holds the write acquisition, which we give
+            // up and take back (the guard is stateless, so it stays valid).
             unsafe { self.release(Kind::Write, false) };
-            self.acquire(Kind::Write, None);
+            self.lock(Kind::Write);
         }
     }
 }
 
 // SAFETY: `downgrade_to` turns the write hold into a read hold in one atomic
-// step: no writer can enter in between.
-unsafe impl<const P: u32> lock_api::RawRwLockDowngrade for RawPatientLock<P> {
+// step: no writer can enter in between. The new hold is counted.
+unsafe impl<const P: u32, const B: bool> lock_api::RawRwLockDowngrade for RawPatientLock<P, B> {
     #[inline]
-    unsafe fn downgrade(&self, _guard: GuardSend) -> GuardSend {
+    unsafe fn downgrade(&self, _guard: GuardSend) -> SharedHold {
         // SAFETY: the caller holds the write acquisition.
         unsafe { self.downgrade_to(Kind::Read) };
-        GuardSend::new()
+        SharedHold::COUNTED
     }
 }
 
 // SAFETY: timed acquisitions use the same queue as untimed ones; a waiter that
 // times out either unlinks itself (and owns nothing) or has been admitted
 // (and returns the acquisition).
-unsafe impl<const P: u32> lock_api::RawRwLockTimed for RawPatientLock<P> {
+unsafe impl<const P: u32, const B: bool> lock_api::RawRwLockTimed for RawPatientLock<P, B> {
     type Duration = Duration;
     type Instant = Instant;
 
     #[inline]
-    fn try_lock_shared_for(&self, timeout: Duration) -> Option<GuardSend> {
-        self.acquire(Kind::Read, deadline_after(timeout)).then(GuardSend::new)
+    fn try_lock_shared_for(&self, timeout: Duration) -> Option<SharedHold> {
+        self.acquire(Kind::Read, deadline_after(timeout))
     }
 
     #[inline]
-    fn try_lock_shared_until(&self, timeout: Instant) -> Option<GuardSend> {
-        self.acquire(Kind::Read, Some(timeout)).then(GuardSend::new)
+    fn try_lock_shared_until(&self, timeout: Instant) -> Option<SharedHold> {
+        self.acquire(Kind::Read, Some(timeout))
     }
 
     #[inline]
     fn try_lock_exclusive_for(&self, timeout: Duration) -> Option<GuardSend> {
-        self.acquire(Kind::Write, deadline_after(timeout)).then(GuardSend::new)
+        self.acquire(Kind::Write, deadline_after(timeout)).map(|_| GuardSend::new())
     }
 
     #[inline]
     fn try_lock_exclusive_until(&self, timeout: Instant) -> Option<GuardSend> {
-        self.acquire(Kind::Write, Some(timeout)).then(GuardSend::new)
+        self.acquire(Kind::Write, Some(timeout)).map(|_| GuardSend::new())
     }
 }
 
-// SAFETY: intent holders are counted in their own field; `may_enter` and
-// `settle` never let them coexist with readers or a writer.
-unsafe impl<const P: u32> RawIntent for RawPatientLock<P> {
-    type IntentGuard = GuardSend;
+// SAFETY: intent holders are counted in their own field (or published, as
+// read holders are); `may_enter` and `settle` never let them coexist with
+// readers or a writer.
+unsafe impl<const P: u32, const B: bool> RawIntent for RawPatientLock<P, B> {
+    type IntentGuard = SharedHold;
 
     #[inline]
-    fn lock_intent(&self) -> GuardSend {
-        self.acquire(Kind::Intent, None);
-        GuardSend::new()
+    fn lock_intent(&self) -> SharedHold {
+        self.lock(Kind::Intent)
     }
 
     #[inline]
-    fn try_lock_intent(&self) -> Option<GuardSend> {
-        self.try_enter(Kind::Intent).then(GuardSend::new)
+    fn try_lock_intent(&self) -> Option<SharedHold> {
+        self.try_enter(Kind::Intent)
     }
 
     #[inline]
-    unsafe fn unlock_intent(&self, _guard: GuardSend) {
-        // SAFETY: the caller holds an intent acquisition.
-        unsafe { self.release(Kind::Intent, false) }
+    unsafe fn unlock_intent(&self, hold: SharedHold) {
+        // SAFETY: the caller holds an intent acquisition through `hold`.
+        unsafe { self.release_shared(Kind::Intent, hold, false) }
     }
 
     #[inline]
     fn is_locked_intent(&self) -> bool {
-        self.state.load(Ordering::Relaxed) & Kind::Intent.holder_mask() != 0
+        let s = self.state.load(Ordering::Relaxed);
+        if s & Kind::Intent.holder_mask() == 0 {
+            false
+        } else if B && s & BIASED != 0 {
+            self.biased_is_locked(s)
+        } else {
+            true
+        }
     }
 }
 
 // SAFETY: as for `RawRwLockTimed`.
-unsafe impl<const P: u32> RawIntentTimed for RawPatientLock<P> {
+unsafe impl<const P: u32, const B: bool> RawIntentTimed for RawPatientLock<P, B> {
     #[inline]
-    fn try_lock_intent_for(&self, timeout: Duration) -> Option<GuardSend> {
-        self.acquire(Kind::Intent, deadline_after(timeout)).then(GuardSend::new)
+    fn try_lock_intent_for(&self, timeout: Duration) -> Option<SharedHold> {
+        self.acquire(Kind::Intent, deadline_after(timeout))
     }
 
     #[inline]
-    fn try_lock_intent_until(&self, timeout: Instant) -> Option<GuardSend> {
-        self.acquire(Kind::Intent, Some(timeout)).then(GuardSend::new)
+    fn try_lock_intent_until(&self, timeout: Instant) -> Option<SharedHold> {
+        self.acquire(Kind::Intent, Some(timeout))
     }
 }
 
 // SAFETY: as for `RawRwLockDowngrade`, into intent.
-unsafe impl<const P: u32> RawIntentDowngrade for RawPatientLock<P> {
+unsafe impl<const P: u32, const B: bool> RawIntentDowngrade for RawPatientLock<P, B> {
     #[inline]
-    unsafe fn downgrade_to_intent(&self, _guard: GuardSend) -> GuardSend {
+    unsafe fn downgrade_to_intent(&self, _guard: GuardSend) -> SharedHold {
         // SAFETY: the caller holds the write acquisition.
         unsafe { self.downgrade_to(Kind::Intent) };
-        GuardSend::new()
+        SharedHold::COUNTED
+    }
+}
+
+impl<const P: u32, const B: bool> Drop for RawPatientLock<P, B> {
+    fn drop(&mut self) {
+        // Only leaked guards can have left published holds behind, and only
+        // on a biased lock (a revocation empties the table of a lock's tags):
+        // clear them, so that no lock built here later trusts them (bias.rs).
+        if B && self.state.load(Ordering::Relaxed) & BIASED != 0 {
+            self.forget_published();
+        }
     }
 }
 

@@ -2,10 +2,10 @@
 //! functions that read it.
 //!
 //! ```text
-//!  63  62   61   60 59  58  57  56  55  54 ........ 28  27 ......... 1   0
-//! +---+----+----+-----+---+---+---+---+---+----------+---+-----------+---+
-//! | 0 | ST | OP |LAST |QL |WW |IW |RW | g | intent   | g | read      | W |
-//! +---+----+----+-----+---+---+---+---+---+----------+---+-----------+---+
+//!  63  62   61   60 59  58  57  56  55  54  53  52 ....... 27  26 ....... 1   0
+//! +---+----+----+-----+---+---+---+---+---+---+---+--------+---+--------+---+
+//! | 0 | ST | OP |LAST |QL |WW |IW |RW |RV |BI | g | intent | g | read   | W |
+//! +---+----+----+-----+---+---+---+---+---+---+---+--------+---+--------+---+
 //!
 //!  W     WRITER          one writer holds the lock
 //!  read                  number of read (S) holders, READ_ONE per holder
@@ -25,6 +25,13 @@
 //!  ST    STRICT          patient locks only: a queued request has waited out
 //!                        the lock's patience; no arrival enters until the
 //!                        requests queued at that moment have entered
+//!  BI    BIASED          the running shared phase is biased (bias.rs): its
+//!                        kind may also enter by publishing in the global
+//!                        slot table, without changing this word; the phase
+//!                        owns one extra holder of its kind, the *bias hold*
+//!  RV    REVOKING        a thread has cleared BIASED and is moving the
+//!                        published holders into the count (bias.rs); the
+//!                        bias hold is still counted until it is done
 //! ```
 //!
 //! At most one of the three holder fields is non-zero at any time: that is the
@@ -35,6 +42,10 @@
 //! and `STRICT` are set only while a waiting bit is. Because `LAST` is kept
 //! only while somebody waits, an uncontended free lock is exactly `0`, and the
 //! write fast path is a single compare-and-swap from `0`.
+//!
+//! `BIASED` and `REVOKING` are set only while a holder count of the bias's
+//! kind includes the bias hold, never together, and `BIASED` only while no
+//! waiter is queued (see bias.rs for why that keeps the fairness contract).
 
 /// The three lock modes, named after their rwlock roles.
 ///
@@ -55,10 +66,10 @@ pub(crate) const WRITER: u64 = 1;
 /// Bit position of the read-holder count.
 const READ_SHIFT: u32 = 1;
 /// Bit position of the intent-holder count.
-const INTENT_SHIFT: u32 = 28;
+const INTENT_SHIFT: u32 = 27;
 /// Width of each shared holder count, guard bit included.
-const COUNT_BITS: u32 = 27;
-/// The largest number of holders of one shared kind (2^26). One more panics.
+const COUNT_BITS: u32 = 26;
+/// The largest number of holders of one shared kind (2^25). One more panics.
 /// A count at the maximum is exactly the count's guard bit.
 pub(crate) const MAX_SHARED: u64 = 1 << (COUNT_BITS - 1);
 /// One read holder.
@@ -75,6 +86,11 @@ pub(crate) const READ_GUARD: u64 = MAX_SHARED << READ_SHIFT;
 pub(crate) const INTENT_GUARD: u64 = MAX_SHARED << INTENT_SHIFT;
 /// Every holder bit of every kind.
 pub(crate) const HOLDERS_MASK: u64 = WRITER | READ_MASK | INTENT_MASK;
+/// The running shared phase is biased: its kind may enter through the slot
+/// table (bias.rs), and one holder of the count is the bias hold.
+pub(crate) const BIASED: u64 = 1 << 53;
+/// A revocation is moving published holders into the count (bias.rs).
+pub(crate) const REVOKING: u64 = 1 << 54;
 /// Bit position of the first waiting bit (read; then intent, write).
 pub(crate) const WAITING_SHIFT: u32 = 55;
 /// A read waiter is queued.
@@ -141,14 +157,15 @@ impl Kind {
 
     /// The bits that stop a new request of this kind from entering on the
     /// fast path: any waiter (no barging), a holder of an incompatible kind,
-    /// or this kind's count at its maximum. `s & fast_blockers() == 0`
+    /// this kind's count at its maximum, or a bias (whose kind enters through
+    /// the slot table, and which every other kind must revoke first). `s & fast_blockers() == 0`
     /// implies `fairness::may_enter(self, s)` and that one more holder fits.
     #[inline]
     pub(crate) const fn fast_blockers(self) -> u64 {
         match self {
-            Kind::Read => WAITING_MASK | WRITER | INTENT_MASK | READ_GUARD,
-            Kind::Intent => WAITING_MASK | WRITER | READ_MASK | INTENT_GUARD,
-            Kind::Write => WAITING_MASK | HOLDERS_MASK,
+            Kind::Read => WAITING_MASK | WRITER | INTENT_MASK | READ_GUARD | BIASED,
+            Kind::Intent => WAITING_MASK | WRITER | READ_MASK | INTENT_GUARD | BIASED,
+            Kind::Write => WAITING_MASK | HOLDERS_MASK | BIASED,
         }
     }
 
@@ -261,6 +278,8 @@ mod tests {
             LAST_MASK,
             OPEN,
             STRICT,
+            BIASED,
+            REVOKING,
         ];
         for (i, a) in fields.iter().enumerate() {
             for b in &fields[i + 1..] {

@@ -102,3 +102,85 @@ pub(crate) use core::sync::atomic::fence;
 #[cfg(loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::fence;
+
+/// The store→load fence of the bias handshake (bias.rs): a publishing reader
+/// and a revoking thread each run it between their write and their read.
+///
+/// Outside loom it compiles to nothing: both sides already use `SeqCst` for
+/// the write (an RMW) and the read, and sequentially consistent operations
+/// alone forbid the outcome in which neither side sees the other's write (on
+/// x86 the RMW is a locked instruction, a full barrier). loom treats `SeqCst`
+/// *accesses* as acquire/release only, but models `SeqCst` *fences* exactly,
+/// so under loom the fence is real: the model checks the handshake in the
+/// form loom can reason about, and removing this fence there is a bug the
+/// models catch.
+#[inline(always)]
+pub(crate) fn dekker_fence() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// A number that tells the calling thread apart from every other live
+/// thread, for hashing into the bias slot table.
+///
+/// Outside loom: the address of a thread-local byte (one `lea` off the
+/// thread pointer, no registration, no destructor). Under loom: loom's
+/// thread number, so that the slot a thread hashes to is the same in every
+/// explored execution.
+#[inline]
+pub(crate) fn thread_token() -> usize {
+    #[cfg(not(loom))]
+    {
+        std::thread_local! { static TOKEN: u8 = const { 0 }; }
+        TOKEN.with(|t| t as *const u8 as usize)
+    }
+    #[cfg(loom)]
+    {
+        // loom prints thread ids as `ThreadId(n)`; `n` is assigned in spawn
+        // order, the same in every execution.
+        let id = format!("{:?}", loom::thread::current().id());
+        id.trim_start_matches("ThreadId(").trim_end_matches(')').parse().unwrap_or(0)
+    }
+}
+
+/// The process-wide bias slot table (bias.rs): `N` words, 128-byte aligned.
+#[repr(align(128))]
+pub(crate) struct SlotTable<const N: usize>(pub(crate) [AtomicUsize; N]);
+
+#[cfg(not(loom))]
+impl<const N: usize> SlotTable<N> {
+    /// An empty table.
+    pub(crate) const fn new() -> Self {
+        SlotTable([const { AtomicUsize::new(0) }; N])
+    }
+}
+
+#[cfg(loom)]
+impl<const N: usize> SlotTable<N> {
+    /// An empty table.
+    pub(crate) fn new() -> Self {
+        SlotTable(core::array::from_fn(|_| AtomicUsize::new(0)))
+    }
+}
+
+/// Defines `fn $name() -> &'static SlotTable<$n>`: a plain `static` outside
+/// loom, a `loom::lazy_static!` (rebuilt for every explored execution) under
+/// it.
+macro_rules! slot_table {
+    ($name:ident, $n:expr) => {
+        #[cfg(not(loom))]
+        #[inline(always)]
+        fn $name() -> &'static $crate::sync::SlotTable<{ $n }> {
+            static TABLE: $crate::sync::SlotTable<{ $n }> = $crate::sync::SlotTable::new();
+            &TABLE
+        }
+        #[cfg(loom)]
+        fn $name() -> &'static $crate::sync::SlotTable<{ $n }> {
+            loom::lazy_static! {
+                static ref TABLE: $crate::sync::SlotTable<{ $n }> = $crate::sync::SlotTable::new();
+            }
+            &TABLE
+        }
+    };
+}
+pub(crate) use slot_table;

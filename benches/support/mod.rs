@@ -84,13 +84,19 @@ pub trait Comparator: Send + Sync + Sized + 'static {
     fn with<R>(&self, class: Class, f: impl FnOnce() -> R) -> R;
 }
 
-/// This crate's lock with a patience of `P` µs, `PatientLock<(), P>`:
-/// read, intent and write natively. `Ours` is `PhaseLock<()>` (the default
-/// patience), `Ours<0>` is `StrictPhaseLock<()>`.
-pub struct Ours<const P: u32 = DEFAULT_PATIENCE_US>(PatientLock<(), P>);
+/// This crate's lock with a patience of `P` µs and the biased shared path
+/// on or off, `PatientLock<(), P, B>`: read, intent and write natively.
+/// `Ours` is `PhaseLock<()>` (the default patience, biased), `Ours<0>` is
+/// `StrictPhaseLock<()>`, `Ours<DEFAULT_PATIENCE_US, false>` is
+/// `UnbiasedPhaseLock<()>`.
+pub struct Ours<const P: u32 = DEFAULT_PATIENCE_US, const B: bool = true>(PatientLock<(), P, B>);
 
-impl<const P: u32> Comparator for Ours<P> {
+/// `UnbiasedPhaseLock<()>`.
+pub type OursUnbiased = Ours<DEFAULT_PATIENCE_US, false>;
+
+impl<const P: u32, const B: bool> Comparator for Ours<P, B> {
     const NAME: &'static str = match P {
+        _ if !B => "phase-lock-unbiased",
         DEFAULT_PATIENCE_US => "phase-lock",
         0 => "phase-lock-strict",
         10 => "patience-10us",

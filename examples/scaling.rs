@@ -1,0 +1,216 @@
+//! The scaling report: what the biased shared path buys and costs.
+//!
+//! ```sh
+//! cargo run --release --example scaling                           # ~2 min on 2 cores
+//! PHASE_LOCK_BENCH_QUICK=1 cargo run --release --example scaling  # smoke: one run per point
+//! ```
+//!
+//! Three measurements, each printed with the goal it is judged against
+//! (met / missed) and written to `target/phase-lock-report/scaling.md`:
+//!
+//! 1. **Shared-only, nothing inside.** Every thread takes the lock in one
+//!    shared kind and releases it at once, for a fixed time; total
+//!    acquisitions per second at 1, 2, 4 and 8 threads. Stock locks run
+//!    their read lock for both kinds (intent-only would be their write lock,
+//!    which is no comparison).
+//! 2. **Uncontended lock + unlock**, one thread, each mode, in the same plain
+//!    loop for every lock: nanoseconds per pair, best of 9 runs.
+//! 3. **One thread alternating 10 reads and 1 write**: the biased lock
+//!    against the same lock without bias (the bias must not be set, and
+//!    nothing may be paid for it).
+//!
+//! Each point is the median of five runs (one in quick mode).
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use support::{Class, Comparator, Ours, OursUnbiased, ParkingLotRw, StdRw};
+
+/// How long each thread runs in a shared-only point.
+const SPAN: Duration = Duration::from_millis(200);
+
+/// Total acquisitions per second of `threads` threads taking `lock` in
+/// `class` and releasing it at once, for `SPAN`.
+fn shared_only<L: Comparator>(class: Class, threads: usize) -> f64 {
+    let lock = CachePadded::new(L::new());
+    let stop = AtomicBool::new(false);
+    let (elapsed, counts) = support::run_threads(
+        threads,
+        |_| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..64 {
+                    lock.with(class, || black_box(()));
+                }
+                n += 64;
+            }
+            n
+        },
+        || {
+            std::thread::sleep(SPAN);
+            stop.store(true, Ordering::Relaxed);
+        },
+    );
+    counts.iter().sum::<u64>() as f64 / elapsed.as_secs_f64()
+}
+
+/// Nanoseconds per lock + unlock pair of `class` on an uncontended `L`.
+fn uncontended<L: Comparator>(class: Class) -> f64 {
+    const PAIRS: u32 = 2_000_000;
+    let lock = CachePadded::new(L::new());
+    let start = Instant::now();
+    for _ in 0..PAIRS {
+        lock.with(class, || black_box(()));
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(PAIRS)
+}
+
+/// Acquisitions per second of one thread alternating 10 reads and 1 write.
+fn alternating<L: Comparator>() -> f64 {
+    const ROUNDS: u32 = 200_000;
+    let lock = CachePadded::new(L::new());
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        for _ in 0..10 {
+            lock.with(Class::Read, || black_box(()));
+        }
+        lock.with(Class::Write, || black_box(()));
+    }
+    f64::from(ROUNDS * 11) / start.elapsed().as_secs_f64()
+}
+
+/// The median of `runs` runs of `f`.
+fn median(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
+    let mut v: Vec<f64> = (0..runs).map(|_| f()).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The smallest of `runs` runs of `f`.
+fn best(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
+    (0..runs).map(|_| f()).fold(f64::INFINITY, f64::min)
+}
+
+/// A goal line: `met` or `missed`, with the figures.
+fn goal(out: &mut String, met: bool, text: String) {
+    let line = format!("- **{}** {text}", if met { "met" } else { "missed" });
+    eprintln!("{line}");
+    let _ = writeln!(out, "{line}");
+}
+
+fn main() {
+    let quick = support::quick();
+    let runs = if quick { 1 } else { 5 };
+    let mut out = String::new();
+    let _ = writeln!(out, "# phase-lock scaling report\n");
+    let _ = writeln!(
+        out,
+        "machine: {}; commit: {}; median of {runs} runs (uncontended: best of 9).\n",
+        support::machine(),
+        support::git_commit()
+    );
+
+    // 1. Shared-only.
+    let threads = [1usize, 2, 4, 8];
+    let _ = writeln!(out, "## Shared-only, nothing inside (million acquisitions per second, all threads)\n");
+    let _ = writeln!(out, "| kind | lock | {} |", threads.map(|t| format!("{t} thr")).join(" | "));
+    let _ = writeln!(out, "|---|---|{}", "---:|".repeat(threads.len()));
+    let mut table = |kind: Class, name: &str, f: &dyn Fn(usize) -> f64| -> Vec<f64> {
+        let row: Vec<f64> = threads.iter().map(|&t| median(runs, || f(t))).collect();
+        let cells: Vec<_> = row.iter().map(|r| format!("{:.1}", r / 1e6)).collect();
+        let line = format!("| {kind:?} | {name} | {} |", cells.join(" | "));
+        eprintln!("{line}");
+        let _ = writeln!(out, "{line}");
+        row
+    };
+    let mut ours_rows = Vec::new();
+    for kind in [Class::Read, Class::Intent] {
+        let ours = table(kind, Ours::<1000>::NAME, &|t| shared_only::<Ours>(kind, t));
+        let unbiased = table(kind, OursUnbiased::NAME, &|t| shared_only::<OursUnbiased>(kind, t));
+        let std = table(kind, "std (read)", &|t| shared_only::<StdRw>(Class::Read, t));
+        let pl = table(kind, "parking_lot (read)", &|t| shared_only::<ParkingLotRw>(Class::Read, t));
+        ours_rows.push((kind, ours, unbiased, std, pl));
+    }
+    let _ = writeln!(out);
+    for (kind, ours, unbiased, std, pl) in &ours_rows {
+        let stock = std[1].max(pl[1]);
+        goal(
+            &mut out,
+            ours[1] >= 1.6 * ours[0],
+            format!(
+                "{kind:?}-only, 2 threads ≥ 1.6× ours at 1 thread: {:.1} / {:.1} M/s = {:.2}× (unbiased: {:.2}×)",
+                ours[1] / 1e6,
+                ours[0] / 1e6,
+                ours[1] / ours[0],
+                unbiased[1] / unbiased[0]
+            ),
+        );
+        goal(
+            &mut out,
+            ours[1] >= 3.0 * stock,
+            format!(
+                "{kind:?}-only, 2 threads ≥ 3× the best stock read lock: {:.1} / {:.1} M/s = {:.2}×",
+                ours[1] / 1e6,
+                stock / 1e6,
+                ours[1] / stock
+            ),
+        );
+    }
+
+    // 2. Uncontended.
+    let _ = writeln!(out, "\n## Uncontended lock + unlock (ns per pair, best of 9)\n");
+    let _ = writeln!(out, "| lock | read | intent | write |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let mut row = |name: &str, f: &dyn Fn(Class) -> f64| -> [f64; 3] {
+        let r = [Class::Read, Class::Intent, Class::Write].map(|c| best(9, || f(c)));
+        let line = format!("| {name} | {:.2} | {:.2} | {:.2} |", r[0], r[1], r[2]);
+        eprintln!("{line}");
+        let _ = writeln!(out, "{line}");
+        r
+    };
+    let ours = row(Ours::<1000>::NAME, &|c| uncontended::<Ours>(c));
+    let unbiased = row(OursUnbiased::NAME, &|c| uncontended::<OursUnbiased>(c));
+    // Stock intent is its write lock; the goal compares our intent with the
+    // stock *read* lock, the cheaper one.
+    let std = row("std (intent = write)", &|c| uncontended::<StdRw>(c));
+    let pl = row("parking_lot (intent = write)", &|c| uncontended::<ParkingLotRw>(c));
+    let _ = writeln!(out);
+    let stock_read = std[0].min(pl[0]);
+    let stock_write = std[2].min(pl[2]);
+    for (name, ns, stock) in
+        [("read", ours[0], stock_read), ("intent", ours[1], stock_read), ("write", ours[2], stock_write)]
+    {
+        goal(
+            &mut out,
+            ns <= stock,
+            format!(
+                "uncontended {name} ≤ 1.0× the best stock lock's {}: {ns:.2} / {stock:.2} ns = {:.2}× (unbiased {:.2} ns)",
+                if name == "write" { "write" } else { "read" },
+                ns / stock,
+                unbiased[[0, 1, 2][["read", "intent", "write"].iter().position(|n| *n == name).unwrap_or(0)]]
+            ),
+        );
+    }
+
+    // 3. Alternating.
+    let a = median(runs, alternating::<Ours>);
+    let b = median(runs, alternating::<OursUnbiased>);
+    let _ = writeln!(out, "\n## One thread, 10 reads then 1 write, repeated\n");
+    goal(
+        &mut out,
+        a >= 0.9 * b,
+        format!("biased ≥ 0.9× unbiased: {:.1} / {:.1} M/s = {:.2}×", a / 1e6, b / 1e6, a / b),
+    );
+
+    println!("{out}");
+    let path = support::report_dir().join("scaling.md");
+    if let Err(e) = std::fs::write(&path, &out) {
+        eprintln!("cannot write {}: {e}", path.display());
+    }
+}

@@ -1,0 +1,454 @@
+//! Biased shared phases: read and intent holders that do not share a cache
+//! line (the visible-readers design of BRAVO, Dice & Kogan 2019, for both
+//! shared kinds, with folly's migration of published holders on revocation).
+//!
+//! # The idea
+//!
+//! Every counted shared acquisition writes the state word, so two threads
+//! taking the same lock in the same shared kind bounce its cache line. A
+//! *biased* phase lets its kind enter without writing the lock at all:
+//!
+//! * **Publish.** A request of the bias's kind claims one word of a
+//!   process-wide table, hashed from (thread, lock), by a compare-and-swap
+//!   from `0` to the lock's *tag* (its address with the kind in the low
+//!   bits). Then it reads the state word: if the lock is still biased toward
+//!   its kind, it holds the lock; its guard carries the slot. Leaving is a
+//!   compare-and-swap of its own slot back to `0`. Slots of different threads
+//!   sit on different cache lines with probability 1 − 1/512 per pair, so
+//!   holders on different CPUs touch no common line.
+//! * **Bias.** A phase becomes biased (`BIASED`) only when concurrency has been
+//!   seen: a counted entry of a shared kind whose fast compare-and-swap lost a
+//!   race, with another holder of its kind present, nobody queued, and the
+//!   lock's *inhibition* over. The phase then owns one extra holder of its
+//!   kind, the **bias hold**, so that in the state word the lock stays held
+//!   in that kind for as long as the bias (and the revocation after it)
+//!   lasts. A thread that uses a lock alone never loses a race, so it never
+//!   biases it, and alternating reads and writes by one thread never pay for
+//!   a table scan.
+//! * **Revoke.** Any request of another kind (a writer, or the other shared
+//!   kind) that finds the lock biased first revokes the bias, try-locks and
+//!   timed requests included: it swaps `BIASED` for `REVOKING`, scans the
+//!   table for the lock's tag and **moves** every published holder it finds
+//!   into the holder count (count first, then mark the slot *moved*; a holder
+//!   whose slot is marked moved leaves by a counted release). Then it drops
+//!   the bias hold exactly as a holder leaves, which ends the phase if it was
+//!   the last and hands the lock off by the usual rules. Revocation never
+//!   waits for a holder: it costs one scan of the table, whatever the holders
+//!   do, so try-locks stay wait-free and timeouts stay exact.
+//! * **Inhibit.** After a revocation that took `t`, the lock (a cell hashed
+//!   from its address) may not be biased again for `INHIBIT_FACTOR` × `t`,
+//!   so a workload that keeps revoking spends at most one part in
+//!   `INHIBIT_FACTOR + 1` of its time scanning (BRAVO's bound).
+//!
+//! # Fairness
+//!
+//! `BIASED` is set only while nobody waits, and cleared before anybody can
+//! queue (a request of another kind revokes before it queues; queueing is a
+//! compare-and-swap that fails while `BIASED` is set, and nobody biases a
+//! lock while its queue lock is held). So while published holders can enter,
+//! the contract of fairness.rs lets every request of the running kind enter
+//! anyway: with nobody queued, a compatible request enters. Revocation turns
+//! the published holders into counted ones, the phase then ends when they
+//! leave, exactly as an unbiased phase would, and the bound of fairness.rs is
+//! unchanged: the revoking request's wait before it queues is one table
+//! scan, not a phase.
+//!
+//! # The handshake (memory orderings)
+//!
+//! A publisher writes its slot, then reads the state word; a revoker writes
+//! the state word (clears `BIASED`), then reads the slots. This is a
+//! store→load (Dekker) pair: without a full barrier on both sides, each could
+//! miss the other's write, and a publisher would hold the lock unseen by the
+//! revoker, beside a writer. Both writes are `SeqCst` RMWs and both reads
+//! `SeqCst` loads, which forbids that outcome (the four operations are in one
+//! total order consistent with program order and coherence). loom checks the
+//! same handshake through `sync::dekker_fence`; see there.
+//!
+//! The other orderings:
+//!
+//! * the publisher's `SeqCst` state load is an acquire that reads a value in
+//!   the release sequence of the last release of another kind (every write
+//!   of the state word is an RMW), so a published holder sees what the
+//!   previous phase wrote;
+//! * a published holder leaves with a release compare-and-swap, which the
+//!   revoker's acquire load of that slot reads before it drops the bias hold
+//!   with a release: the next phase sees what published holders wrote (intent
+//!   holders write under their finer locks);
+//! * a moved holder's release is the normal counted release.
+//!
+//! # Cost
+//!
+//! The table holds `SLOTS` = 4096 words: **32 KiB** for the whole process,
+//! shared by every lock, plus 64 inhibition cells (512 bytes). A revocation
+//! reads all 4096 words once, in address order: 512 cache lines, linear in
+//! the table's size and independent of the number of locks and of threads.
+//! The read path costs one compare-and-swap on the thread's own slot, one
+//! load of the state word (shared, read-only while the bias lasts) and one
+//! compare-and-swap to leave, whatever the number of CPUs.
+//!
+//! # Stale slots
+//!
+//! A slot holds a lock's tag only while a guard published there is alive, and
+//! a guard borrows its lock, so a lock cannot be dropped under a live
+//! published guard. A *leaked* guard (`mem::forget`) leaves its tag behind:
+//! dropping a biased lock therefore clears every slot still tagged with its
+//! address, so a new lock built at the same address trusts no stale slot. (A
+//! lock that is itself leaked with a leaked guard cannot do this; its memory
+//! is never reused unless the program frees it without dropping the lock.)
+
+use std::time::{Duration, Instant};
+
+use crate::raw::RawPatientLock;
+use crate::state::{
+    BIASED, HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, REVOKING, STRICT, WAITING_MASK, holders, holding_kind,
+};
+use crate::sync::{Ordering, dekker_fence, slot_table, thread_token};
+
+/// Slots in the process-wide table (2 under loom, so that threads collide).
+#[cfg(not(loom))]
+pub(crate) const SLOTS: usize = 4096;
+/// Slots in the process-wide table (2 under loom, so that threads collide).
+#[cfg(loom)]
+pub(crate) const SLOTS: usize = 2;
+
+/// `log2(SLOTS)` (outside loom).
+#[cfg(not(loom))]
+const SLOT_BITS: u32 = SLOTS.trailing_zeros();
+
+/// A slot's tag bit: the revoker has counted this holder (it leaves by a
+/// counted release). Tags are lock addresses (8-aligned) with the kind in
+/// bits 0–1, so bit 2 is free.
+const MOVED: usize = 4;
+
+/// Fibonacci hashing's multiplier (2^64 / φ).
+#[cfg(not(loom))]
+const HASH_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// After a revocation that took `t`, the lock stays unbiased for this many
+/// times `t` (BRAVO's N).
+const INHIBIT_FACTOR: u32 = 9;
+
+slot_table!(table, SLOTS);
+
+/// How a shared (read or intent) acquisition holds its lock: counted in the
+/// lock's state word, or published in a slot of the process-wide bias table.
+///
+/// This is the per-acquisition guard state of [`RawPatientLock`]'s shared
+/// and intent modes (lock_api's `SharedGuard`, and this crate's
+/// `IntentGuard`). Guards carry it and give it back on release; you only see
+/// it when you use the raw lock directly, where it must be passed back to the
+/// matching unlock. It is `Send` and `Sync`: a published hold may be released
+/// from any thread, since its slot index travels with it.
+///
+/// ```
+/// use phase_lock::{RawPhaseLock, RawIntent};
+/// use lock_api::RawRwLock;
+///
+/// let raw = RawPhaseLock::new();
+/// let hold = raw.lock_shared();
+/// // A lock used by one thread alone is never biased: the hold is counted.
+/// assert!(!hold.is_published());
+/// // SAFETY: `hold` is the read acquisition taken above.
+/// unsafe { raw.unlock_shared(hold) };
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+pub struct SharedHold {
+    /// The slot index, or `COUNTED_SLOT`.
+    slot: u32,
+}
+
+/// `SharedHold::slot` of a counted hold.
+const COUNTED_SLOT: u32 = u32::MAX;
+
+impl SharedHold {
+    /// A hold counted in the state word.
+    pub(crate) const COUNTED: SharedHold = SharedHold { slot: COUNTED_SLOT };
+
+    /// Whether this hold is published in the bias table (the lock was biased
+    /// toward its kind when it was taken) rather than counted in the lock.
+    #[inline]
+    pub fn is_published(&self) -> bool {
+        self.slot != COUNTED_SLOT
+    }
+}
+
+/// The tag a holder of `kind` publishes for the lock at `lock`.
+#[inline]
+fn tag(lock: usize, kind: Kind) -> usize {
+    debug_assert!(kind != Kind::Write && lock.is_multiple_of(8));
+    lock | kind as usize
+}
+
+/// The slot this thread uses for the lock at `lock`.
+#[inline]
+fn slot_index(lock: usize) -> usize {
+    #[cfg(not(loom))]
+    {
+        // Multiplicative hashing of the two words; the top bits depend on
+        // every input bit.
+        let h = ((thread_token() as u64).rotate_left(29) ^ lock as u64).wrapping_mul(HASH_MULTIPLIER);
+        (h >> (u64::BITS - SLOT_BITS)) as usize
+    }
+    #[cfg(loom)]
+    {
+        let _ = lock;
+        thread_token() % SLOTS
+    }
+}
+
+/// What a publication attempt came to.
+pub(crate) enum Published {
+    /// The caller holds the lock through the table.
+    Entered(SharedHold),
+    /// A revoker moved the caller into the count while it looked: it holds
+    /// the lock, counted.
+    Moved,
+    /// No bias (any more), or the slot is taken: try the counted paths.
+    No,
+}
+
+/// Tries to enter the lock at `lock`, whose state word is `state`, in
+/// `kind` through the table.
+#[inline]
+fn publish(state: &crate::sync::AtomicU64, lock: usize, kind: Kind) -> Published {
+    let index = slot_index(lock);
+    let slot = &table().0[index];
+    let tag = tag(lock, kind);
+    // SeqCst: the write half of the handshake (module docs). A taken slot
+    // (another lock, or another thread of this one) means: count instead.
+    if slot.compare_exchange(0, tag, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+        return Published::No;
+    }
+    dekker_fence();
+    // SeqCst: the read half of the handshake, and the acquire of the lock.
+    let s = state.load(Ordering::SeqCst);
+    if s & BIASED != 0 && holding_kind(s) == Some(kind) {
+        return Published::Entered(SharedHold { slot: index as u32 });
+    }
+    // The bias is gone. Withdraw, unless a revoker saw us and counted us.
+    // Acquire on failure: the revoker's count, which we now hold, was made
+    // after it took the state word from the previous holders.
+    match slot.compare_exchange(tag, 0, Ordering::Relaxed, Ordering::Acquire) {
+        Ok(_) => Published::No,
+        Err(moved) => {
+            debug_assert_eq!(moved, tag | MOVED);
+            slot.store(0, Ordering::Relaxed);
+            Published::Moved
+        }
+    }
+}
+
+/// Releases a published hold of `kind` on the lock at `lock`. Returns
+/// `false` if a revoker moved it into the count: the caller must then
+/// release it as a counted hold.
+#[inline]
+fn withdraw(lock: usize, kind: Kind, hold: &SharedHold) -> bool {
+    let slot = &table().0[hold.slot as usize];
+    let tag = tag(lock, kind);
+    // Release: a revoker that reads the cleared slot (acquire) sees this
+    // critical section's writes before it hands the lock on.
+    match slot.compare_exchange(tag, 0, Ordering::Release, Ordering::Relaxed) {
+        Ok(_) => true,
+        Err(moved) => {
+            debug_assert_eq!(moved, tag | MOVED, "phase-lock: a published hold's slot was overwritten");
+            // Only we clear a moved slot; nobody else writes it meanwhile.
+            slot.store(0, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+/// Whether a holder of `kind` is published for the lock at `lock` (a
+/// snapshot, for `is_locked`).
+fn any_published(lock: usize, kind: Kind) -> bool {
+    let tag = tag(lock, kind);
+    table().0.iter().any(|slot| slot.load(Ordering::Relaxed) == tag)
+}
+
+/// Clears every slot still tagged for the lock at `lock` (which is being
+/// dropped, so the tags are leaked guards').
+fn forget(lock: usize) {
+    for slot in &table().0 {
+        let v = slot.load(Ordering::Relaxed);
+        if v & !(MOVED | 3) == lock {
+            slot.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The inhibition cells: until when (nanoseconds since `epoch()`) the locks
+/// hashing to each may not be biased again.
+#[cfg(not(loom))]
+fn inhibit_cells() -> &'static [core::sync::atomic::AtomicU64; 64] {
+    // Not part of the handshake: a stale or colliding cell only delays or
+    // hastens a bias, so these are plain heuristics on relaxed atomics.
+    static CELLS: [core::sync::atomic::AtomicU64; 64] = [const { core::sync::atomic::AtomicU64::new(0) }; 64];
+    &CELLS
+}
+
+/// The inhibition cell of the lock at `lock`.
+#[cfg(not(loom))]
+fn inhibit_cell(lock: usize) -> &'static core::sync::atomic::AtomicU64 {
+    &inhibit_cells()[((lock as u64).wrapping_mul(HASH_MULTIPLIER) >> (u64::BITS - 6)) as usize]
+}
+
+/// A fixed instant, for nanosecond timestamps in the inhibition cells.
+#[cfg(not(loom))]
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since `epoch()`.
+#[cfg(not(loom))]
+fn now_ns() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Whether the lock at `lock` may be biased now.
+#[inline]
+fn inhibited(lock: usize) -> bool {
+    #[cfg(not(loom))]
+    return now_ns() < inhibit_cell(lock).load(Ordering::Relaxed);
+    // Under loom the models choose when to bias; time plays no part.
+    #[cfg(loom)]
+    {
+        let _ = lock;
+        false
+    }
+}
+
+/// Records that a revocation of the lock at `lock` took `took`.
+fn inhibit(lock: usize, took: Duration) {
+    #[cfg(not(loom))]
+    {
+        let until = now_ns().saturating_add(u64::try_from((took * INHIBIT_FACTOR).as_nanos()).unwrap_or(u64::MAX));
+        inhibit_cell(lock).fetch_max(until, Ordering::Relaxed);
+    }
+    #[cfg(loom)]
+    let _ = (lock, took, INHIBIT_FACTOR);
+}
+
+impl<const P: u32, const B: bool> RawPatientLock<P, B> {
+    /// This lock's address, the key of its tags.
+    #[inline]
+    fn addr(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// The fast path failed on a biased lock (`s`): enter through the table
+    /// if the bias is toward `kind`, else revoke it. `None`: decide on the
+    /// counted paths.
+    #[inline(never)]
+    pub(crate) fn enter_biased(&self, kind: Kind, s: u64) -> Option<SharedHold> {
+        if holding_kind(s) != Some(kind) || kind == Kind::Write {
+            self.revoke();
+            return None;
+        }
+        match publish(&self.state, self.addr(), kind) {
+            Published::Entered(hold) => Some(hold),
+            Published::Moved => Some(SharedHold::COUNTED),
+            Published::No => None,
+        }
+    }
+
+    /// Releases a shared hold of `kind`: through its slot if it is
+    /// published (and still there), else counted.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock in `kind` through `hold`.
+    #[inline]
+    pub(crate) unsafe fn release_shared(&self, kind: Kind, hold: SharedHold, fair: bool) {
+        if hold.is_published() && withdraw(self.addr(), kind, &hold) {
+            return;
+        }
+        // SAFETY: the hold is (now) counted, by the caller's contract.
+        unsafe { self.release(kind, fair) }
+    }
+
+    /// Called after a counted entry of `kind` that lost a race on the state
+    /// word while another holder of `kind` was present: biases the lock
+    /// toward `kind` if it is free of waiters and not inhibited.
+    #[cold]
+    pub(crate) fn maybe_bias(&self, kind: Kind) {
+        if !B || inhibited(self.addr()) {
+            return;
+        }
+        let s = self.state.load(Ordering::Relaxed);
+        let quiet = s & (WAITING_MASK | QUEUE_LOCKED | BIASED | REVOKING | STRICT | OPEN) == 0;
+        if quiet && holding_kind(s) == Some(kind) && holders(s, kind) + 1 < kind.max_holders() {
+            // Relaxed: a publisher acquires through its own load of the state
+            // word, which reads this RMW or a later one (all in the release
+            // sequence of the previous phase's last release). The bias hold
+            // is one more holder of `kind`. Losing the race means something
+            // changed: then no bias this time.
+            let _ = self.state.compare_exchange(s, (s + kind.one()) | BIASED, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends the bias, if the lock is biased: moves every published holder
+    /// into the count and drops the bias hold. Never waits for a holder.
+    ///
+    /// May be called with the queue lock held (from `enter_or_wait`): a
+    /// biased lock has no waiters, and none can queue while we hold the queue
+    /// lock, so dropping the bias hold never needs to settle then.
+    #[cold]
+    pub(crate) fn revoke(&self) {
+        let start = Instant::now();
+        let mut s = self.state.load(Ordering::Relaxed);
+        let kind = loop {
+            if s & BIASED == 0 {
+                // Not biased, or somebody else is revoking.
+                return;
+            }
+            let kind = holding_kind(s).expect("phase-lock: a biased lock without its bias hold");
+            // SeqCst: the write half of the handshake (module docs).
+            match self.state.compare_exchange_weak(s, (s & !BIASED) | REVOKING, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => break kind,
+                Err(now) => s = now,
+            }
+        };
+        dekker_fence();
+        let tag = tag(self.addr(), kind);
+        for slot in &table().0 {
+            // SeqCst: the read half of the handshake; also an acquire of a
+            // cleared slot's last holder (module docs).
+            if slot.load(Ordering::SeqCst) != tag {
+                continue;
+            }
+            // Count the holder first, so that its counted release (once its
+            // slot says moved) finds it in the count. Relaxed: the bias hold
+            // keeps the count above zero, so this changes no phase.
+            self.state.fetch_add(kind.one(), Ordering::Relaxed);
+            // Acquire on failure: the holder left meanwhile (its release
+            // cleared the slot): see its writes, and take the count back.
+            if slot.compare_exchange(tag, tag | MOVED, Ordering::Relaxed, Ordering::Acquire).is_err() {
+                self.state.fetch_sub(kind.one(), Ordering::Relaxed);
+            }
+        }
+        inhibit(self.addr(), start.elapsed());
+        // Drop the bias hold like a holder leaving (Release: the next phase
+        // sees what the holders that left through their slots wrote, acquired
+        // above).
+        let prev = self.state.fetch_sub(kind.one() | REVOKING, Ordering::Release);
+        debug_assert!(prev & REVOKING != 0 && holders(prev, kind) != 0);
+        if prev & WAITING_MASK != 0 {
+            self.release_contended(prev, kind, false);
+        }
+    }
+
+    /// `is_locked` for a biased lock `s`: a holder besides the bias hold, or
+    /// a published one.
+    pub(crate) fn biased_is_locked(&self, s: u64) -> bool {
+        match holding_kind(s) {
+            Some(kind) if kind != Kind::Write => holders(s, kind) > 1 || any_published(self.addr(), kind),
+            _ => s & HOLDERS_MASK != 0,
+        }
+    }
+
+    /// `Drop`: clears the slots of leaked published guards of a biased lock.
+    pub(crate) fn forget_published(&self) {
+        forget(self.addr());
+    }
+}
