@@ -151,6 +151,8 @@ mod sync;
 #[cfg(all(test, not(loom)))]
 mod contract_tests;
 #[cfg(all(test, not(loom)))]
+mod bias_tests;
+#[cfg(all(test, not(loom)))]
 mod patience_tests;
 #[cfg(all(test, not(loom)))]
 mod test_support;

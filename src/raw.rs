@@ -721,6 +721,27 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
         self.state.load(Ordering::Relaxed)
     }
 
+    /// loom model hook (exists only under `--cfg loom`): biases this free
+    /// lock toward read (`intent == false`) or intent, as a lock that has
+    /// seen concurrency would be, so that a model starts from a biased phase.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn bias_for_model(&self, intent: bool) {
+        let kind = if intent { Kind::Intent } else { Kind::Read };
+        let s = self.state.load(Ordering::Relaxed);
+        assert_eq!(s, 0, "bias_for_model on a lock in use");
+        self.state.store(kind.one() | BIASED, Ordering::Relaxed);
+    }
+
+    /// Test hook: biases a free or `kind`-held lock toward `kind` (as
+    /// `maybe_bias` would once it has seen concurrency), ignoring inhibition.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn force_bias(&self, kind: Kind) {
+        let s = self.state.load(Ordering::Relaxed);
+        assert!(s & !kind.holder_mask() == 0, "force_bias on a lock in state {s:#x}");
+        self.state.store(s + kind.one() + BIASED, Ordering::Relaxed);
+    }
+
     /// Test hook: a lock in a given state.
     #[cfg(all(test, not(loom)))]
     pub(crate) const fn with_state(s: u64) -> Self {
