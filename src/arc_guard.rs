@@ -206,7 +206,7 @@ impl<R: RawIntent, T: ?Sized> ArcRwLockIntentExt<R, T> for Arc<RwLock<R, T>> {
 /// It is `Send` and `Sync` under the same conditions as lock_api's
 /// `ArcRwLockReadGuard`, with the raw lock's
 /// [`IntentGuard`](RawIntent::IntentGuard) state type deciding in place of
-/// its shared-guard state: for the crate's lock (`GuardSend`) that means
+/// its shared-guard state: for the crate's lock ([`SharedHold`](crate::SharedHold), `Send + Sync`) that means
 /// whenever `T: Send + Sync`.
 ///
 /// ```

@@ -82,6 +82,18 @@
 //!   a lock embedded in memory that its next holder frees stays sound. A
 //!   fresh waiter clears `OPEN` when it queues (it is owed a try), and so
 //!   does a strict batch.
+//! * **Biased phases** (bias.rs) change none of this. A shared phase may be
+//!   biased only while nobody waits, and a request of another kind revokes
+//!   the bias before it can queue (queueing fails while `BIASED` is set).
+//!   While nobody waits, rule 1 and the patient rule already let every
+//!   request of the running kind in, which is all a published entry does.
+//!   Revocation moves the published holders into the count: they are the
+//!   running phase's holders, and the phase ends when the last leaves,
+//!   exactly as if they had been counted all along. The revoking request is
+//!   not yet queued while it revokes; the revocation is one scan of the slot
+//!   table, a bounded number of steps that waits for nobody, so the bound —
+//!   counted from queueing — is unchanged, and the wait from the call grows
+//!   by one scan at most.
 //! * Timeouts: a waiter that times out takes the queue lock and either finds
 //!   itself still linked (it unlinks, recomputes the waiting bits and the
 //!   strict batch, and returns `None`) or finds itself unlinked by a handoff,

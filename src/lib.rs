@@ -109,6 +109,16 @@
 //! * Waiting: a short bounded spin, then a Linux futex private to the
 //!   waiter, so a wake-up reaches exactly the threads being admitted (other
 //!   Unix targets park the thread through `std`).
+//! * Reads that scale: once a shared phase has seen concurrency (two holders
+//!   of its kind, a lost race on the state word), it is *biased*: its kind
+//!   enters by publishing in a slot of a process-wide table (32 KiB, 4096
+//!   slots hashed from thread and lock) instead of writing the lock, so
+//!   holders on different CPUs share no written cache line. The guard
+//!   carries the slot ([`SharedHold`]). Another kind ends the bias by one
+//!   scan of the table that moves the published holders into the count and
+//!   never waits for them; the lock then stays unbiased for 9× the scan's
+//!   duration. A lock used by one thread is never biased. [`UnbiasedPhaseLock`]
+//!   turns the mechanism off; `src/bias.rs` has the design and its costs.
 //! * Size: 16 bytes ([`RawPhaseLock`] explains why stock 8-byte rwlocks
 //!   cannot give these guarantees). No heap allocation anywhere.
 //!
@@ -149,9 +159,9 @@ mod state;
 mod sync;
 
 #[cfg(all(test, not(loom)))]
-mod contract_tests;
-#[cfg(all(test, not(loom)))]
 mod bias_tests;
+#[cfg(all(test, not(loom)))]
+mod contract_tests;
 #[cfg(all(test, not(loom)))]
 mod patience_tests;
 #[cfg(all(test, not(loom)))]
