@@ -113,7 +113,7 @@ fn main() {
         out,
         "machine: {}; commit: {}; {REQUESTS} requests per point, split over the threads; median of {runs} runs; \
          ~100 ns inside, ~100 ns outside. Million acquisitions per second; ratio: ours (default patience) over the \
-         better of std and parking_lot; strict: patience 0.\n",
+         better of std and parking_lot; strict: patience 0; unbiased: the default lock without the biased shared path.\n",
         support::machine(),
         support::git_commit()
     );
@@ -123,6 +123,7 @@ fn main() {
             let mut row = Row { w, threads: t, runs, cells: Vec::new() };
             row.visit::<support::Ours>();
             row.visit::<support::Ours<0>>();
+            row.visit::<support::OursUnbiased>();
             row.visit::<StdRw>();
             row.visit::<ParkingLotRw>();
             if !header {

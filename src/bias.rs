@@ -111,9 +111,39 @@ pub(crate) const SLOTS: usize = 4096;
 #[cfg(loom)]
 pub(crate) const SLOTS: usize = 2;
 
-/// `log2(SLOTS)` (outside loom).
+/// How many slots of the table this process uses: 128 per available CPU
+/// (rounded up to a power of two), at least 256 and at most `SLOTS`. Fixed
+/// at the first call (the first compare-and-swap wins), so every publisher
+/// and every scan agree on it for the life of the process.
 #[cfg(not(loom))]
-const SLOT_BITS: u32 = SLOTS.trailing_zeros();
+#[inline]
+fn active_slots() -> usize {
+    use core::sync::atomic::AtomicUsize;
+    static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+    match ACTIVE.load(Ordering::Relaxed) {
+        0 => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let n = cpus.next_power_of_two().saturating_mul(128).clamp(256, SLOTS);
+            match ACTIVE.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => n,
+                Err(first) => first,
+            }
+        }
+        n => n,
+    }
+}
+
+/// Under loom every slot is used.
+#[cfg(loom)]
+fn active_slots() -> usize {
+    SLOTS
+}
+
+/// The slots in use.
+#[inline]
+fn slots() -> &'static [crate::sync::AtomicUsize] {
+    &table().0[..active_slots()]
+}
 
 /// A slot's tag bit: the revoker has counted this holder (it leaves by a
 /// counted release). Tags are lock addresses (8-aligned) with the kind in
@@ -124,9 +154,16 @@ const MOVED: usize = 4;
 #[cfg(not(loom))]
 const HASH_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// After a revocation that took `t`, the lock stays unbiased for this many
-/// times `t` (BRAVO's N).
+/// After a revocation that took `t`, the lock stays unbiased for at least
+/// this many times `t` (BRAVO's N).
 const INHIBIT_FACTOR: u32 = 9;
+
+/// A revocation less than this many times its own duration after the bias
+/// was set is *early* (see `inhibit`).
+const EARLY_FACTOR: u64 = 64;
+
+/// At most this many doublings of the inhibition.
+const MAX_LEVEL: u32 = 10;
 
 slot_table!(table, SLOTS);
 
@@ -187,7 +224,7 @@ fn slot_index(lock: usize) -> usize {
         // Multiplicative hashing of the two words; the top bits depend on
         // every input bit.
         let h = ((thread_token() as u64).rotate_left(29) ^ lock as u64).wrapping_mul(HASH_MULTIPLIER);
-        (h >> (u64::BITS - SLOT_BITS)) as usize
+        (h >> (u64::BITS - SLOTS.trailing_zeros())) as usize & (active_slots() - 1)
     }
     #[cfg(loom)]
     {
@@ -212,7 +249,7 @@ pub(crate) enum Published {
 #[inline]
 fn publish(state: &crate::sync::AtomicU64, lock: usize, kind: Kind) -> Published {
     let index = slot_index(lock);
-    let slot = &table().0[index];
+    let slot = &slots()[index];
     let tag = tag(lock, kind);
     // SeqCst: the write half of the handshake (module docs). A taken slot
     // (another lock, or another thread of this one) means: count instead.
@@ -243,7 +280,7 @@ fn publish(state: &crate::sync::AtomicU64, lock: usize, kind: Kind) -> Published
 /// release it as a counted hold.
 #[inline]
 fn withdraw(lock: usize, kind: Kind, hold: &SharedHold) -> bool {
-    let slot = &table().0[hold.slot as usize];
+    let slot = &slots()[hold.slot as usize];
     let tag = tag(lock, kind);
     // Release: a revoker that reads the cleared slot (acquire) sees this
     // critical section's writes before it hands the lock on.
@@ -262,13 +299,13 @@ fn withdraw(lock: usize, kind: Kind, hold: &SharedHold) -> bool {
 /// snapshot, for `is_locked`).
 fn any_published(lock: usize, kind: Kind) -> bool {
     let tag = tag(lock, kind);
-    table().0.iter().any(|slot| slot.load(Ordering::Relaxed) == tag)
+    slots().iter().any(|slot| slot.load(Ordering::Relaxed) == tag)
 }
 
 /// Clears every slot still tagged for the lock at `lock` (which is being
 /// dropped, so the tags are leaked guards').
 fn forget(lock: usize) {
-    for slot in &table().0 {
+    for slot in slots() {
         let v = slot.load(Ordering::Relaxed);
         if v & !(MOVED | 3) == lock {
             slot.store(0, Ordering::Relaxed);
@@ -276,20 +313,28 @@ fn forget(lock: usize) {
     }
 }
 
-/// The inhibition cells: until when (nanoseconds since `epoch()`) the locks
-/// hashing to each may not be biased again.
+/// One inhibition cell: the bias history of the locks hashing to it. Not
+/// part of the handshake: a stale or colliding cell only delays or hastens a
+/// bias, so these are plain heuristics on relaxed atomics (outside loom only;
+/// loom's models choose when to bias, and time plays no part).
 #[cfg(not(loom))]
-fn inhibit_cells() -> &'static [core::sync::atomic::AtomicU64; 64] {
-    // Not part of the handshake: a stale or colliding cell only delays or
-    // hastens a bias, so these are plain heuristics on relaxed atomics.
-    static CELLS: [core::sync::atomic::AtomicU64; 64] = [const { core::sync::atomic::AtomicU64::new(0) }; 64];
-    &CELLS
+struct Inhibition {
+    /// No bias before this time (nanoseconds since `epoch()`).
+    until: core::sync::atomic::AtomicU64,
+    /// When the last bias was set.
+    since: core::sync::atomic::AtomicU64,
+    /// How many revocations in a row came early (see `inhibit`).
+    level: core::sync::atomic::AtomicU32,
 }
 
-/// The inhibition cell of the lock at `lock`.
+/// The inhibition cell of the lock at `lock` (64 cells).
 #[cfg(not(loom))]
-fn inhibit_cell(lock: usize) -> &'static core::sync::atomic::AtomicU64 {
-    &inhibit_cells()[((lock as u64).wrapping_mul(HASH_MULTIPLIER) >> (u64::BITS - 6)) as usize]
+fn inhibition(lock: usize) -> &'static Inhibition {
+    use core::sync::atomic::{AtomicU32, AtomicU64};
+    static CELLS: [Inhibition; 64] = [const {
+        Inhibition { until: AtomicU64::new(0), since: AtomicU64::new(0), level: AtomicU32::new(0) }
+    }; 64];
+    &CELLS[((lock as u64).wrapping_mul(HASH_MULTIPLIER) >> (u64::BITS - 6)) as usize]
 }
 
 /// A fixed instant, for nanosecond timestamps in the inhibition cells.
@@ -305,12 +350,11 @@ fn now_ns() -> u64 {
     u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Whether the lock at `lock` may be biased now.
+/// Whether the lock at `lock` may not be biased now.
 #[inline]
 fn inhibited(lock: usize) -> bool {
     #[cfg(not(loom))]
-    return now_ns() < inhibit_cell(lock).load(Ordering::Relaxed);
-    // Under loom the models choose when to bias; time plays no part.
+    return now_ns() < inhibition(lock).until.load(Ordering::Relaxed);
     #[cfg(loom)]
     {
         let _ = lock;
@@ -318,15 +362,44 @@ fn inhibited(lock: usize) -> bool {
     }
 }
 
-/// Records that a revocation of the lock at `lock` took `took`.
+/// Records that the lock at `lock` was just biased.
+#[inline]
+fn biased_now(lock: usize) {
+    #[cfg(not(loom))]
+    inhibition(lock).since.store(now_ns(), Ordering::Relaxed);
+    #[cfg(loom)]
+    let _ = lock;
+}
+
+/// Records that a revocation of the lock at `lock` took `took`, and keeps
+/// the lock unbiased for a while:
+///
+/// * `INHIBIT_FACTOR` × `took` at least (BRAVO's rule: at most one part in
+///   `INHIBIT_FACTOR + 1` of the time goes to revoking);
+/// * doubled for every revocation in a row that came *early* — less than
+///   `EARLY_FACTOR` × `took` after the bias was set — up to 2^`MAX_LEVEL`
+///   times. A bias revoked that soon bought nothing: its kind barely got to
+///   use it before another kind came. Kinds that alternate quickly therefore
+///   stop paying for biases geometrically fast, and a bias that lives long
+///   resets the level.
 fn inhibit(lock: usize, took: Duration) {
     #[cfg(not(loom))]
     {
-        let until = now_ns().saturating_add(u64::try_from((took * INHIBIT_FACTOR).as_nanos()).unwrap_or(u64::MAX));
-        inhibit_cell(lock).fetch_max(until, Ordering::Relaxed);
+        let cell = inhibition(lock);
+        let now = now_ns();
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let lived = now.saturating_sub(cell.since.load(Ordering::Relaxed));
+        let level = if lived < took.saturating_mul(EARLY_FACTOR) {
+            (cell.level.load(Ordering::Relaxed) + 1).min(MAX_LEVEL)
+        } else {
+            0
+        };
+        cell.level.store(level, Ordering::Relaxed);
+        let until = now.saturating_add(took.saturating_mul(u64::from(INHIBIT_FACTOR)) << level);
+        cell.until.fetch_max(until, Ordering::Relaxed);
     }
     #[cfg(loom)]
-    let _ = (lock, took, INHIBIT_FACTOR);
+    let _ = (lock, took, INHIBIT_FACTOR, EARLY_FACTOR, MAX_LEVEL);
 }
 
 impl<const P: u32, const B: bool> RawPatientLock<P, B> {
@@ -372,18 +445,24 @@ impl<const P: u32, const B: bool> RawPatientLock<P, B> {
     /// toward `kind` if it is free of waiters and not inhibited.
     #[cold]
     pub(crate) fn maybe_bias(&self, kind: Kind) {
-        if !B || inhibited(self.addr()) {
+        if !B {
             return;
         }
         let s = self.state.load(Ordering::Relaxed);
         let quiet = s & (WAITING_MASK | QUEUE_LOCKED | BIASED | REVOKING | STRICT | OPEN) == 0;
-        if quiet && holding_kind(s) == Some(kind) && holders(s, kind) + 1 < kind.max_holders() {
+        if quiet
+            && holding_kind(s) == Some(kind)
+            && holders(s, kind) + 1 < kind.max_holders()
+            && !inhibited(self.addr())
+        {
             // Relaxed: a publisher acquires through its own load of the state
             // word, which reads this RMW or a later one (all in the release
             // sequence of the previous phase's last release). The bias hold
             // is one more holder of `kind`. Losing the race means something
             // changed: then no bias this time.
-            let _ = self.state.compare_exchange(s, (s + kind.one()) | BIASED, Ordering::Relaxed, Ordering::Relaxed);
+            if self.state.compare_exchange(s, (s + kind.one()) | BIASED, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                biased_now(self.addr());
+            }
         }
     }
 
@@ -411,7 +490,7 @@ impl<const P: u32, const B: bool> RawPatientLock<P, B> {
         };
         dekker_fence();
         let tag = tag(self.addr(), kind);
-        for slot in &table().0 {
+        for slot in slots() {
             // SeqCst: the read half of the handshake; also an acquire of a
             // cleared slot's last holder (module docs).
             if slot.load(Ordering::SeqCst) != tag {
