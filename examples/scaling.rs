@@ -19,7 +19,7 @@
 //!    against the same lock without bias (the bias must not be set, and
 //!    nothing may be paid for it).
 //! 4. **Revocation cost**: two threads read until the lock is biased, then a
-//!    `try_write` revokes it (one scan of the 4096-slot table) and enters;
+//!    `try_write` revokes it (one scan of the 1024-slot table) and enters;
 //!    the time of that `try_write`, median of 25, against an uncontended
 //!    `try_write` (no bias).
 //!
@@ -247,7 +247,7 @@ fn main() {
     let revoke = median(if quick { 5 } else { 25 }, revocation_ns);
     let _ = writeln!(out, "\n## Revocation (a try_write on an idle biased lock)\n");
     let line = format!(
-        "- {revoke:.0} ns to revoke and enter (median), against {:.1} ns for an uncontended write lock + unlock: one scan of the 32 KiB table",
+        "- {revoke:.0} ns to revoke and enter (median), against {:.1} ns for an uncontended write lock + unlock: one scan of the 8 KiB table",
         ours[2]
     );
     eprintln!("{line}");

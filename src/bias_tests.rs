@@ -133,8 +133,9 @@ fn a_dropped_lock_leaves_no_slot_that_a_new_lock_at_its_address_trusts() {
     l.force_bias(Kind::Read);
     let leaked = l.lock_shared();
     assert!(leaked.is_published());
-    // A leaked guard, then the lock is dropped.
-    std::mem::forget(leaked);
+    // The hold is leaked (never released, as under a forgotten guard), then
+    // the lock is dropped.
+    let _ = leaked;
     // SAFETY: `place` holds an initialized lock, dropped once here.
     unsafe { place.assume_init_drop() };
     // A new lock at the same address, biased and revoked by a writer: the
@@ -166,7 +167,7 @@ fn holds_are_send_and_sync() {
 }
 
 /// Many threads over a few locks that share slots (8 threads × 64 locks
-/// against a 4096-slot table, and every thread's slots for different locks
+/// against a 1024-slot table, and every thread's slots for different locks
 /// independent): per lock, writers see no other holder, intent holders see
 /// no reader, readers no intent holder, and every increment made under write
 /// or intent survives. Biasing is forced at random so that the published

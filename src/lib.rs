@@ -111,12 +111,12 @@
 //!   Unix targets park the thread through `std`).
 //! * Reads that scale: once a shared phase has seen concurrency (two holders
 //!   of its kind, a lost race on the state word), it is *biased*: its kind
-//!   enters by publishing in a slot of a process-wide table (32 KiB, 4096
+//!   enters by publishing in a slot of a process-wide table (8 KiB, 1024
 //!   slots hashed from thread and lock) instead of writing the lock, so
 //!   holders on different CPUs share no written cache line. The guard
 //!   carries the slot ([`SharedHold`]). Another kind ends the bias by one
 //!   scan of the table that moves the published holders into the count and
-//!   never waits for them; the lock then stays unbiased for 9× the scan's
+//!   never waits for them; the lock then stays unbiased for at least 9× the scan's
 //!   duration. A lock used by one thread is never biased. [`UnbiasedPhaseLock`]
 //!   turns the mechanism off; `src/bias.rs` has the design and its costs.
 //! * Size: 16 bytes ([`RawPhaseLock`] explains why stock 8-byte rwlocks
@@ -235,7 +235,7 @@ pub type PatientLock<T, const PATIENCE_US: u32, const BIAS: bool = true> =
 ///
 /// The biased path (see the crate docs, "Reads that scale") makes shared
 /// acquisitions on different CPUs touch no common cache line once the lock
-/// has seen concurrency, at the price of a 32 KiB process-wide table and a
+/// has seen concurrency, at the price of an 8 KiB process-wide table and a
 /// table scan whenever another kind ends a biased phase. Choose this type
 /// where shared holders rarely overlap in time and kinds alternate quickly,
 /// or to measure what the bias buys.

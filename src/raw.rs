@@ -218,23 +218,33 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     /// one mask test that checks both the policy and the count's limit.
     #[inline]
     fn try_enter(&self, kind: Kind) -> Option<SharedHold> {
+        match self.try_enter_fast(kind) {
+            Ok(()) => Some(SharedHold::COUNTED),
+            Err(s) => self.try_enter_contended(kind, s),
+        }
+    }
+
+    /// The fast path proper: enters counted if nobody waits and the word
+    /// allows it at once; else returns the word it saw.
+    #[inline]
+    fn try_enter_fast(&self, kind: Kind) -> Result<(), u64> {
         // Acquire on success (here and below): entering the lock must see
         // everything the previous holders wrote before their release.
-        let s = if kind == Kind::Write {
-            match self.state.compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Some(SharedHold::COUNTED),
-                Err(now) => now,
-            }
+        if kind == Kind::Write {
+            self.state.compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed).map(|_| ())
         } else {
             let s = self.state.load(Ordering::Relaxed);
-            if s & kind.fast_blockers() == 0
-                && self.state.compare_exchange(s, s + kind.one(), Ordering::Acquire, Ordering::Relaxed).is_ok()
-            {
-                return Some(SharedHold::COUNTED);
+            if s & kind.fast_blockers() != 0 {
+                return Err(s);
             }
-            s
-        };
-        // A biased lock: enter through the table, or revoke (bias.rs).
+            self.state.compare_exchange(s, s + kind.one(), Ordering::Acquire, Ordering::Relaxed).map(|_| ())
+        }
+    }
+
+    /// The fast path failed: a biased lock is entered through the table (or
+    /// revoked, bias.rs); else the full policy decides (`try_enter_slow`).
+    #[inline]
+    fn try_enter_contended(&self, kind: Kind, s: u64) -> Option<SharedHold> {
         if BIAS
             && s & BIASED != 0
             && let Some(hold) = self.enter_biased(kind, s)
@@ -315,7 +325,24 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     /// Acquires in `kind`, waiting as long as it takes.
     #[inline]
     fn lock(&self, kind: Kind) -> SharedHold {
-        match self.acquire(kind, None) {
+        let s = match self.try_enter_fast(kind) {
+            Ok(()) => return SharedHold::COUNTED,
+            Err(s) => s,
+        };
+        // A biased lock: enter through the table (bias.rs), or revoke.
+        if BIAS
+            && s & BIASED != 0
+            && let Some(hold) = self.enter_biased(kind, s)
+        {
+            return hold;
+        }
+        self.lock_contended(kind)
+    }
+
+    /// `lock` after its fast and biased paths failed.
+    #[inline(never)]
+    fn lock_contended(&self, kind: Kind) -> SharedHold {
+        match self.try_enter_slow(kind).then_some(SharedHold::COUNTED).or_else(|| self.acquire_slow(kind, None)) {
             Some(hold) => hold,
             None => unreachable!("phase-lock: an untimed acquisition gave up"),
         }
