@@ -220,7 +220,9 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     fn try_enter(&self, kind: Kind) -> Option<SharedHold> {
         match self.try_enter_fast(kind) {
             Ok(()) => Some(SharedHold::COUNTED),
-            Err(s) => self.try_enter_contended(kind, s),
+            Err(s) => {
+                self.try_enter_biased(kind, s).or_else(|| self.try_enter_slow(kind).then_some(SharedHold::COUNTED))
+            }
         }
     }
 
@@ -241,17 +243,12 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
         }
     }
 
-    /// The fast path failed: a biased lock is entered through the table (or
-    /// revoked, bias.rs); else the full policy decides (`try_enter_slow`).
+    /// The fast path failed on the word `s`: if the lock is biased, enter
+    /// through the table or revoke the bias (bias.rs). `None`: the counted
+    /// paths decide.
     #[inline]
-    fn try_enter_contended(&self, kind: Kind, s: u64) -> Option<SharedHold> {
-        if BIAS
-            && s & BIASED != 0
-            && let Some(hold) = self.enter_biased(kind, s)
-        {
-            return Some(hold);
-        }
-        self.try_enter_slow(kind).then_some(SharedHold::COUNTED)
+    fn try_enter_biased(&self, kind: Kind, s: u64) -> Option<SharedHold> {
+        if BIAS && s & BIASED != 0 { self.enter_biased(kind, s) } else { None }
     }
 
     /// The fast path failed: decide again with the full policy, retrying as
@@ -325,18 +322,10 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     /// Acquires in `kind`, waiting as long as it takes.
     #[inline]
     fn lock(&self, kind: Kind) -> SharedHold {
-        let s = match self.try_enter_fast(kind) {
-            Ok(()) => return SharedHold::COUNTED,
-            Err(s) => s,
-        };
-        // A biased lock: enter through the table (bias.rs), or revoke.
-        if BIAS
-            && s & BIASED != 0
-            && let Some(hold) = self.enter_biased(kind, s)
-        {
-            return hold;
+        match self.try_enter_fast(kind) {
+            Ok(()) => SharedHold::COUNTED,
+            Err(s) => self.try_enter_biased(kind, s).unwrap_or_else(|| self.lock_contended(kind)),
         }
-        self.lock_contended(kind)
     }
 
     /// `lock` after its fast and biased paths failed.
@@ -754,15 +743,12 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn bias_for_model(&self, intent: bool) {
-        let kind = if intent { Kind::Intent } else { Kind::Read };
-        let s = self.state.load(Ordering::Relaxed);
-        assert_eq!(s, 0, "bias_for_model on a lock in use");
-        self.state.store(kind.one() | BIASED, Ordering::Relaxed);
+        self.force_bias(if intent { Kind::Intent } else { Kind::Read });
     }
 
     /// Test hook: biases a free or `kind`-held lock toward `kind` (as
     /// `maybe_bias` would once it has seen concurrency), ignoring inhibition.
-    #[cfg(all(test, not(loom)))]
+    #[cfg(any(test, loom))]
     pub(crate) fn force_bias(&self, kind: Kind) {
         let s = self.state.load(Ordering::Relaxed);
         assert!(s & !kind.holder_mask() == 0, "force_bias on a lock in state {s:#x}");
@@ -871,6 +857,9 @@ impl<const P: u32, const B: bool> core::fmt::Debug for RawPatientLock<P, B> {
             .field("intents", &holders(s, Kind::Intent))
             .field("writer", &(s & WRITER != 0))
             .field("waiting", &(s & WAITING_MASK != 0))
+            // A biased phase counts one holder more (the bias hold), and its
+            // published holders are not in the counts (bias.rs).
+            .field("biased", &(s & BIASED != 0))
             .finish()
     }
 }
