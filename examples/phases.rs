@@ -12,7 +12,7 @@
 //! the lock with readers and intent holders while one writer competes, and
 //! prints what each kind got: every kind keeps getting in. Part 4 (feature
 //! `mm`) runs the same page-table workload on the three locking designs of
-//! `phase_lock::mm`: page-table memory after MADV_DONTNEED, and whether a
+//! `phase_lock_mm`: page-table memory after MADV_DONTNEED, and whether a
 //! semi-locked walker ever sees a page table change under it.
 //!
 //! (Part 2 uses short sleeps to let each request queue before the next one
@@ -222,7 +222,7 @@ fn record(class: &Class, t0: Instant) {
 /// Part 4: the split mmap lock beside the designs it replaces.
 #[cfg(feature = "mm")]
 fn page_tables() {
-    use phase_lock::mm::{Backing, FrameAllocator, Mm, PAGE_SIZE, PMD_SIZE, Prot, Strategy};
+    use phase_lock_mm::{Backing, FrameAllocator, Mm, PAGE_SIZE, PMD_SIZE, Prot, Strategy};
 
     const BASE: u64 = 0x1000_0000;
     const LEN: u64 = 256 << 20;
@@ -261,15 +261,15 @@ fn page_tables() {
         "\n   Classic can free empty page tables only under the mmap lock for write, so\n   \
          DONTNEED leaves them; Refcount and Split free them. Only Split's readers\n   \
          exclude the page-table modifiers (read vs intent), so its semi-locked walks\n   \
-         never see a change. Full table: cargo run --release --features mm --example page_table"
+         never see a change. Full table: cargo run --release -p phase-lock-mm --example page_table"
     );
 }
 
 /// Two threads fault and zap 4 MiB of one address space for half a second
 /// while this thread walks it semi-locked, reading it twice per hold.
 #[cfg(feature = "mm")]
-fn walks_during_faults(strategy: phase_lock::mm::Strategy, frames: &Arc<phase_lock::mm::FrameAllocator>) -> (u64, u64) {
-    use phase_lock::mm::{Backing, Mm, PAGE_SIZE, Prot};
+fn walks_during_faults(strategy: phase_lock_mm::Strategy, frames: &Arc<phase_lock_mm::FrameAllocator>) -> (u64, u64) {
+    use phase_lock_mm::{Backing, Mm, PAGE_SIZE, Prot};
 
     const BASE: u64 = 0x4000_0000;
     const LEN: u64 = 4 << 20;

@@ -27,8 +27,9 @@
 //! but not both" proposed for splitting the Linux mmap lock: page-table
 //! walkers that take no per-table locks hold it for read, walkers that take
 //! the per-table locks (PTLs) hold it for intent, and changes of the tables'
-//! shape take it for write. The feature `mm` builds that design as a
-//! userspace model of an address space (`phase_lock::mm`).
+//! shape take it for write. The workspace crate `phase-lock-mm` builds that
+//! design as a userspace model of an address space, on this crate's public
+//! API alone.
 //!
 //! # Fairness
 //!
@@ -167,9 +168,6 @@ mod patience_tests;
 #[cfg(all(test, not(loom)))]
 mod test_support;
 
-#[cfg(feature = "mm")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mm")))]
-pub mod mm;
 
 pub use bias::SharedHold;
 pub use guard::{MappedRwLockIntentGuard, RwLockIntentExt, RwLockIntentGuard, WriteGuardIntentExt};

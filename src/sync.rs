@@ -95,14 +95,6 @@ impl<T> QCell<T> {
     }
 }
 
-/// Memory fences (used by `mm`'s reclamation handshakes).
-#[cfg(not(loom))]
-#[allow(unused_imports)]
-pub(crate) use core::sync::atomic::fence;
-#[cfg(loom)]
-#[allow(unused_imports)]
-pub(crate) use loom::sync::atomic::fence;
-
 /// The store→load fence of the bias handshake (bias.rs): a publishing reader
 /// and a revoking thread each run it between their write and their read.
 ///

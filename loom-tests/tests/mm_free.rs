@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use loom::thread;
-use phase_lock::mm::*;
+use phase_lock_mm::*;
 
 const BASE: u64 = 0x4000_0000;
 

@@ -1,9 +1,9 @@
-//! `mm`: the page-table workloads of `phase_lock::mm` on all three
+//! `mm`: the page-table workloads of `phase_lock_mm` on all three
 //! strategies (Classic, Refcount, Split).
 //!
 //! ```sh
-//! cargo bench --features mm --bench mm                 # about 4 minutes on 2 cores
-//! cargo bench --features mm --bench mm -- fault_storm  # criterion's filter works as usual
+//! cargo bench -p phase-lock-mm --bench mm                 # about 4 minutes on 2 cores
+//! cargo bench -p phase-lock-mm --bench mm -- fault_storm  # criterion's filter works as usual
 //! ```
 //!
 //! * `fault_storm/{disjoint,shared}/<strategy>/<threads>`: 1–8 threads fault
@@ -20,7 +20,7 @@
 //!   that two address spaces map, while a thread per address space faults
 //!   it.
 //!
-//! `cargo run --release --features mm --example page_table` runs the same
+//! `cargo run --release -p phase-lock-mm --example page_table` runs the same
 //! workloads once and prints one table with the ratios.
 
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use phase_lock::mm::*;
+use phase_lock_mm::*;
 
 const BASE: u64 = 0x10_0000_0000;
 const STORM_PAGES: u64 = 64 << 20 >> 12;

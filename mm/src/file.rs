@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
-use super::frames::FrameAllocator;
-use super::lockorder::{Class, Held};
-use super::space::MmInner;
-use super::{MmError, MmResult, PAGE_SIZE};
-use crate::{PhaseLock, RawPhaseLock};
+use crate::frames::FrameAllocator;
+use crate::lockorder::{Class, Held};
+use crate::space::MmInner;
+use crate::{MmError, MmResult, PAGE_SIZE};
+use phase_lock::{PhaseLock, RawPhaseLock};
 
 /// One mapping of a file, as the rmap records it.
 pub(crate) struct RmapEntry {
@@ -32,7 +32,7 @@ pub(crate) struct RmapEntry {
 /// but never a VMA lock (the lock order puts the VMA lock first).
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let frames = FrameAllocator::new();
 /// let file = File::new(&frames);
 /// let (a, b) = (Mm::new(Strategy::Split, &frames), Mm::new(Strategy::Classic, &frames));
@@ -60,7 +60,7 @@ impl File {
     /// A new empty file whose pages come from `frames`.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let file = File::new(&FrameAllocator::new());
     /// assert_eq!((file.cached_pages(), file.mappings()), (0, 0));
     /// ```
@@ -71,7 +71,7 @@ impl File {
     /// A number that identifies this file while it lives (its address).
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let frames = FrameAllocator::new();
     /// let (a, b) = (File::new(&frames), File::new(&frames));
     /// assert_ne!(a.id(), b.id());
@@ -91,7 +91,7 @@ impl File {
     /// The frame caching file page `pgoff`, if any.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let frames = FrameAllocator::new();
     /// let (mm, file) = (Mm::new(Strategy::Split, &frames), File::new(&frames));
     /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::Read, Backing::File { file: file.clone(), pgoff: 5 }).unwrap();
@@ -107,7 +107,7 @@ impl File {
     /// Pages in the page cache.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let frames = FrameAllocator::new();
     /// let (mm, file) = (Mm::new(Strategy::Split, &frames), File::new(&frames));
     /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::Read, Backing::File { file: file.clone(), pgoff: 0 }).unwrap();
@@ -122,7 +122,7 @@ impl File {
     /// Mappings recorded in the rmap.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let frames = FrameAllocator::new();
     /// let (mm, file) = (Mm::new(Strategy::Split, &frames), File::new(&frames));
     /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::Read, Backing::File { file: file.clone(), pgoff: 0 }).unwrap();
@@ -146,7 +146,7 @@ impl File {
     /// lock. Returns the number of page-table entries cleared.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let frames = FrameAllocator::new();
     /// let (mm, file) = (Mm::new(Strategy::Split, &frames), File::new(&frames));
     /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::Read, Backing::File { file: file.clone(), pgoff: 0 }).unwrap();

@@ -30,7 +30,7 @@
 //! preempted holder; and under loom the lock is model-checked with the rest.
 //!
 //! ```
-//! use phase_lock::mm::pagetable::*;
+//! use phase_lock_mm::pagetable::*;
 //!
 //! // Geometry: 512 entries a table, each level 512 times the one below.
 //! assert_eq!(ENTRIES as u64 * PAGE_SIZE, PMD_SIZE);
@@ -43,7 +43,7 @@
 //! assert_eq!(flags.iter().fold(0, |a, f| a | f).count_ones(), 7);
 //! assert_eq!(pfn(leaf(9, DIRTY | ACCESSED)), 9);
 //! assert_eq!(POISON_ENTRY & (HUGE | TABLE), HUGE | TABLE); // no live entry is both
-//! let _ = QUARANTINE; // true with feature `mm-quarantine`
+//! let _ = QUARANTINE; // true with feature `quarantine`
 //! ```
 
 use core::mem::MaybeUninit;
@@ -51,8 +51,8 @@ use core::ptr::NonNull;
 
 use lock_api::{GuardSend, RawRwLock};
 
-use super::lockorder::{Class, Held};
-use crate::RawPhaseLock;
+use crate::lockorder::{Class, Held};
+use phase_lock::RawPhaseLock;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Bytes per page.
@@ -62,7 +62,7 @@ pub const PAGE_SIZE: u64 = 4096;
 /// 512 — except under loom, where tables have 8 entries (with the same
 /// address shifts) so that a model execution does not build thousands of
 /// model-checked atomics; there only addresses whose index at every level is
-/// below 8 are valid (others are [`MmError::OutOfRange`](super::MmError)).
+/// below 8 are valid (others are [`MmError::OutOfRange`](crate::MmError)).
 pub const ENTRIES: usize = if cfg!(loom) { 8 } else { 512 };
 /// Bytes mapped by one PMD entry (one PTE table, or one huge leaf): 2 MiB.
 pub const PMD_SIZE: u64 = 1 << 21;
@@ -93,7 +93,7 @@ const ADDR_MASK: u64 = ((1 << 57) - 1) & !((1 << ADDR_SHIFT) - 1);
 /// The level of a table.
 ///
 /// ```
-/// use phase_lock::mm::pagetable::*;
+/// use phase_lock_mm::pagetable::*;
 /// assert_eq!(Level::Pte as usize, 0); // the order of `MmStats::tables`
 /// assert_eq!(index(PMD_SIZE, Level::Pmd), 1);
 /// ```
@@ -112,7 +112,7 @@ pub enum Level {
 /// The index of `addr` in a table of `level`.
 ///
 /// ```
-/// use phase_lock::mm::pagetable::*;
+/// use phase_lock_mm::pagetable::*;
 /// let addr = 3 * PUD_SIZE + 2 * PMD_SIZE + 5 * PAGE_SIZE + 0x123;
 /// assert_eq!(index(addr, Level::Pte), 5);
 /// assert_eq!(index(addr, Level::Pmd), 2);
@@ -127,7 +127,7 @@ pub fn index(addr: u64, level: Level) -> usize {
 /// The frame number of a leaf entry.
 ///
 /// ```
-/// use phase_lock::mm::pagetable::*;
+/// use phase_lock_mm::pagetable::*;
 /// let entry = leaf(42, WRITABLE | DIRTY);
 /// assert_eq!(pfn(entry), 42);
 /// ```
@@ -139,7 +139,7 @@ pub fn pfn(entry: u64) -> u64 {
 /// A leaf entry for `pfn` with `flags`.
 ///
 /// ```
-/// use phase_lock::mm::pagetable::*;
+/// use phase_lock_mm::pagetable::*;
 /// let entry = leaf(7, WRITABLE);
 /// assert_eq!(entry & (PRESENT | WRITABLE | HUGE), PRESENT | WRITABLE); // always present
 /// assert_eq!(pfn(entry), 7);
@@ -175,9 +175,9 @@ pub(crate) struct Table {
 /// The `refs` value of an unlinked PTE table: no new reference may be taken.
 pub(crate) const DEAD: u64 = 1 << 63;
 const ALIVE: u64 = 0x7ab1_e0a1_17e0_0001;
-#[cfg(any(feature = "mm-quarantine", loom))]
+#[cfg(any(feature = "quarantine", loom))]
 const POISONED: u64 = 0xdead_7ab1_e000_dead;
-#[cfg(any(feature = "mm-quarantine", loom))]
+#[cfg(any(feature = "quarantine", loom))]
 const UNLINKED: u64 = 0x7ab1_e0a1_17e0_0002;
 
 /// Bytes one table page occupies (entries and descriptor).
@@ -272,7 +272,7 @@ impl TablePtr {
     /// # Safety
     ///
     /// As for `dealloc`, except that the memory stays allocated.
-    #[cfg(any(feature = "mm-quarantine", loom))]
+    #[cfg(any(feature = "quarantine", loom))]
     pub(crate) unsafe fn poison(self) {
         // SAFETY: still allocated (the caller's contract).
         let t = unsafe { &*self.0.as_ptr() };
@@ -301,9 +301,9 @@ impl TablePtr {
 }
 
 /// Whether released tables are quarantined (poisoned and kept until their
-/// address space drops) instead of freed: the `mm-quarantine` feature, and
+/// address space drops) instead of freed: the `quarantine` feature, and
 /// always under loom.
-pub const QUARANTINE: bool = cfg!(any(feature = "mm-quarantine", loom));
+pub const QUARANTINE: bool = cfg!(any(feature = "quarantine", loom));
 
 /// Panics if `entry` is the poison pattern (quarantine builds only).
 #[inline]
@@ -318,7 +318,7 @@ pub(crate) fn check_entry(entry: u64) {
 /// locking the table), so that the stress test hits the races it exists for.
 #[inline]
 pub(crate) fn perturb() {
-    #[cfg(all(feature = "mm-quarantine", not(loom)))]
+    #[cfg(all(feature = "quarantine", not(loom)))]
     {
         use core::cell::Cell;
         thread_local!(static N: Cell<u32> = const { Cell::new(0) });
@@ -334,7 +334,7 @@ pub(crate) fn perturb() {
 #[cold]
 #[inline(never)]
 fn stale_access(what: &str) -> ! {
-    panic!("mm-quarantine: {what} through a stale page-table pointer: the freeing protocol was broken");
+    panic!("quarantine: {what} through a stale page-table pointer: the freeing protocol was broken");
 }
 
 impl Table {
@@ -342,7 +342,7 @@ impl Table {
     #[inline]
     pub(crate) fn check_alive(&self) {
         // Relaxed: detection by value.
-        #[cfg(any(feature = "mm-quarantine", loom))]
+        #[cfg(any(feature = "quarantine", loom))]
         if self.magic.load(Ordering::Relaxed) == POISONED {
             stale_access("touched a released table");
         }
@@ -357,7 +357,7 @@ impl Table {
     pub(crate) fn check_linked(&self) {
         // Relaxed: the PTL (or the lock mode) orders the unlinker's store
         // before this load whenever the protocol is followed.
-        #[cfg(any(feature = "mm-quarantine", loom))]
+        #[cfg(any(feature = "quarantine", loom))]
         if self.magic.load(Ordering::Relaxed) != ALIVE {
             stale_access("used an unlinked table");
         }
@@ -367,7 +367,7 @@ impl Table {
     #[inline]
     pub(crate) fn mark_unlinked(&self) {
         // Relaxed: see `check_linked`.
-        #[cfg(any(feature = "mm-quarantine", loom))]
+        #[cfg(any(feature = "quarantine", loom))]
         self.magic.store(UNLINKED, Ordering::Relaxed);
     }
 

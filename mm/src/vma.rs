@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::file::File;
+use crate::file::File;
 
 /// Access permissions of a mapping.
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
 /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
 /// assert!(mm.fault(0x10_0000, false).is_ok());
@@ -16,7 +16,7 @@ use super::file::File;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prot {
-    /// Reads only: write faults fail with [`MmError::ReadOnly`](super::MmError::ReadOnly).
+    /// Reads only: write faults fail with [`MmError::ReadOnly`](crate::MmError::ReadOnly).
     Read,
     /// Reads and writes.
     ReadWrite,
@@ -26,7 +26,7 @@ impl Prot {
     /// Whether writes are allowed.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// assert!(Prot::ReadWrite.writable() && !Prot::Read.writable());
     /// ```
     pub fn writable(self) -> bool {
@@ -37,7 +37,7 @@ impl Prot {
 /// What a mapping maps.
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let frames = FrameAllocator::new();
 /// let mm = Mm::new(Strategy::Split, &frames);
 /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
@@ -62,7 +62,7 @@ pub enum Backing {
 /// A mapping `[start, end)` of an address space.
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
 /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
 /// let v: &Vma = &mm.vmas()[0];
@@ -84,7 +84,7 @@ impl Vma {
     /// The file page mapped at `addr` (file mappings only).
     pub(crate) fn file_page(&self, addr: u64) -> Option<(&Arc<File>, u64)> {
         match &self.backing {
-            Backing::File { file, pgoff } => Some((file, pgoff + (addr - self.start) / super::PAGE_SIZE)),
+            Backing::File { file, pgoff } => Some((file, pgoff + (addr - self.start) / crate::PAGE_SIZE)),
             Backing::Anon => None,
         }
     }
@@ -103,7 +103,7 @@ impl Vma {
         let mut hi = self.clone();
         hi.start = addr;
         if let Backing::File { pgoff, .. } = &mut hi.backing {
-            *pgoff += (addr - self.start) / super::PAGE_SIZE;
+            *pgoff += (addr - self.start) / crate::PAGE_SIZE;
         }
         self.end = addr;
         hi
@@ -188,7 +188,7 @@ impl VmaTree {
                     && match (&a.backing, &b.backing) {
                         (Backing::Anon, Backing::Anon) => true,
                         (Backing::File { file: f, pgoff: p }, Backing::File { file: g, pgoff: q }) => {
-                            Arc::ptr_eq(f, g) && p + (a.end - a.start) / super::PAGE_SIZE == *q
+                            Arc::ptr_eq(f, g) && p + (a.end - a.start) / crate::PAGE_SIZE == *q
                         }
                         _ => false,
                     };

@@ -1,10 +1,10 @@
 //! The three locking designs.
 
-/// How an [`Mm`](super::Mm) locks its VMAs and page tables. Chosen at
+/// How an [`Mm`](crate::Mm) locks its VMAs and page tables. Chosen at
 /// construction; every operation runs unchanged on all three.
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// for strategy in Strategy::ALL {
 ///     let mm = Mm::new(strategy, &FrameAllocator::new());
 ///     mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
@@ -28,7 +28,7 @@ pub enum Strategy {
     /// DONTNEED and punch-hole therefore free tables.
     Refcount,
     /// The seed thread's proposal: a VMA rwlock plus a page-table
-    /// [`PhaseLock`](crate::PhaseLock). Faults, zaps, GUP walks and rmap
+    /// [`PhaseLock`](phase_lock::PhaseLock). Faults, zaps, GUP walks and rmap
     /// punch-holes take the page-table lock in intent mode plus PTLs;
     /// semi-locked walks take it in read mode and no PTLs, so nothing changes
     /// or frees a table under them; collapse (non-leaf → leaf), `munmap`
@@ -43,7 +43,7 @@ impl Strategy {
     /// All three, in the order the tables print them.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// assert_eq!(Strategy::ALL.map(Strategy::name), ["classic", "refcount", "split"]);
     /// ```
     pub const ALL: [Strategy; 3] = [Strategy::Classic, Strategy::Refcount, Strategy::Split];
@@ -51,7 +51,7 @@ impl Strategy {
     /// A short name.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// assert_eq!(Strategy::Split.name(), "split");
     /// assert_eq!(Strategy::Split.to_string(), "split");
     /// ```
@@ -66,7 +66,7 @@ impl Strategy {
     /// Whether DONTNEED and punch-hole free empty PTE tables.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// for strategy in Strategy::ALL {
     ///     let mm = Mm::new(strategy, &FrameAllocator::new());
     ///     mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();

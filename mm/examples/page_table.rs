@@ -1,6 +1,6 @@
-//! The page-table workloads of `phase_lock::mm` on all three strategies, in
+//! The page-table workloads of `phase_lock_mm` on all three strategies, in
 //! one table. Run with
-//! `cargo run --release --features mm --example page_table`.
+//! `cargo run --release -p phase-lock-mm --example page_table`.
 //!
 //! * fault storm: 1, 2, 4, 8 threads fault 512 MiB of anonymous memory, each
 //!   thread in its own PTE tables (disjoint) or interleaved page by page in
@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use phase_lock::mm::*;
+use phase_lock_mm::*;
 
 const BASE: u64 = 0x10_0000_0000;
 const GIB: u64 = 1 << 30;
@@ -224,7 +224,7 @@ fn main() {
     let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
     let load0 = load();
     println!(
-        "phase_lock::mm page-table workloads ({} CPUs)\n",
+        "phase_lock_mm page-table workloads ({} CPUs)\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(

@@ -23,11 +23,11 @@ const STRIPES: usize = 8;
 
 /// Hands out simulated frame numbers and counts them.
 ///
-/// Shared (through an `Arc`) by every [`Mm`](super::Mm) and
-/// [`File`](super::File) of one simulated machine.
+/// Shared (through an `Arc`) by every [`Mm`](crate::Mm) and
+/// [`File`](crate::File) of one simulated machine.
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let frames = FrameAllocator::new();
 /// let mm = Mm::new(Strategy::Split, &frames);
 /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
@@ -69,7 +69,7 @@ impl FrameAllocator {
     /// A new allocator with no frame handed out.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let frames: std::sync::Arc<FrameAllocator> = FrameAllocator::new();
     /// assert_eq!(frames.in_use(), 0);
     /// ```
@@ -123,7 +123,7 @@ impl FrameAllocator {
     /// Exact only when no operation runs.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let frames = FrameAllocator::new();
     /// let mm = Mm::new(Strategy::Split, &frames);
     /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
@@ -140,7 +140,7 @@ impl FrameAllocator {
     /// Whether `pfn` lies in the 2 MiB-frame region.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// let small = mm.fault(0, true).unwrap();

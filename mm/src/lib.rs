@@ -1,6 +1,6 @@
 //! A userspace model of a process address space, for studying how page
 //! tables are locked and freed — and the reference integration of
-//! [`PhaseLock`](crate::PhaseLock): the mmap lock split into a VMA lock and a
+//! [`PhaseLock`](phase_lock::PhaseLock): the mmap lock split into a VMA lock and a
 //! page-table lock.
 //!
 //! # The model
@@ -27,7 +27,7 @@
 //!   VMA, writes to read-only mappings) is an [`MmError`], never a panic.
 //!
 //! ```
-//! use phase_lock::mm::*;
+//! use phase_lock_mm::*;
 //!
 //! let frames = FrameAllocator::new();
 //! for strategy in Strategy::ALL {
@@ -162,7 +162,7 @@
 //!
 //! # How the protocol is checked
 //!
-//! * **Quarantine** (feature `mm-quarantine`, and always under loom):
+//! * **Quarantine** (feature `quarantine`, and always under loom):
 //!   released tables are poisoned (every entry [`pagetable::POISON_ENTRY`],
 //!   the descriptor marked) and kept until their address space drops;
 //!   unlinked tables are marked too. Locking or reading a released table, or
@@ -176,15 +176,18 @@
 //!   first, no frame may leak, and under Split the walker's two reads must
 //!   agree. Removing R3's recheck, or ending a Split grace period in intent
 //!   mode, makes it fail.
-//! * **Stress** (`tests/mm_stress.rs`): 16 threads on every strategy, two
+//! * **Stress** (`mm/tests/mm_stress.rs`): 16 threads on every strategy, two
 //!   address spaces sharing two files, every operation; then the invariants
 //!   ([`Mm::check_invariants`]) and per-thread shadow models. The same two
 //!   mutations make it fail in the quarantine build.
 //!
 //! # The PTL
 //!
-//! Each PTL is a [`RawPhaseLock`](crate::RawPhaseLock) used in write mode:
+//! Each PTL is a [`RawPhaseLock`](phase_lock::RawPhaseLock) used in write mode:
 //! see [`pagetable`] for why.
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
 mod file;
@@ -193,6 +196,7 @@ mod lockorder;
 pub mod pagetable;
 mod space;
 mod strategy;
+mod sync;
 mod vma;
 
 pub use error::{MmError, MmResult};

@@ -6,19 +6,19 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
-use super::file::{File, RmapEntry};
-use super::frames::FrameAllocator;
-use super::lockorder::{Class, Held};
-use super::pagetable::DEAD;
-use super::pagetable::{
+use crate::file::{File, RmapEntry};
+use crate::frames::FrameAllocator;
+use crate::lockorder::{Class, Held};
+use crate::pagetable::DEAD;
+use crate::pagetable::{
     ACCESSED, DIRTY, ENTRIES, FILE, HUGE, Level, PAGE_SIZE, PGD_SIZE, PMD_SIZE, PUD_SIZE, PtlGuard, TABLE, TABLE_BYTES,
     Table, TablePtr, USER_END, WRITABLE, index, leaf, pfn,
 };
-use super::strategy::Strategy;
-use super::vma::{Backing, Prot, Vma, VmaTree};
-use super::{MmError, MmResult};
+use crate::strategy::Strategy;
+use crate::vma::{Backing, Prot, Vma, VmaTree};
+use crate::{MmError, MmResult};
 use crate::sync::{AtomicU64, Ordering, fence};
-use crate::{IntentGuard, PhaseLock, RawPhaseLock, ReadGuard, RwLockIntentExt, WriteGuard};
+use phase_lock::{IntentGuard, PhaseLock, RawPhaseLock, ReadGuard, RwLockIntentExt, WriteGuard};
 
 /// A simulated process address space: VMAs and a 4-level page table, locked
 /// by one of the three [`Strategy`]s.
@@ -26,7 +26,7 @@ use crate::{IntentGuard, PhaseLock, RawPhaseLock, ReadGuard, RwLockIntentExt, Wr
 /// All operations take `&self` and may run from many threads at once.
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
 /// mm.mmap(0x1000_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
 /// std::thread::scope(|s| {
@@ -74,7 +74,7 @@ fn new_lock<T>(v: T) -> PhaseLock<T> {
 /// Page-table statistics of an [`Mm`].
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let mm = Mm::new(Strategy::Refcount, &FrameAllocator::new());
 /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
 /// mm.fault(0x20_0000, false).unwrap();
@@ -104,7 +104,7 @@ pub struct MmStats {
 /// One leaf mapping, as [`Mm::mappings`] lists it.
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let mm = Mm::new(Strategy::Classic, &FrameAllocator::new());
 /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
 /// let pfn = mm.fault(0x20_0000, false).unwrap();
@@ -123,7 +123,7 @@ impl Mapping {
     /// The frame number.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// let pfn = mm.fault(0x20_0000, true).unwrap();
@@ -135,7 +135,7 @@ impl Mapping {
     /// Whether this is a huge (2 MiB) leaf.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// mm.gup(0, PMD_SIZE, true).unwrap(); // fill the PTE table…
@@ -149,7 +149,7 @@ impl Mapping {
     /// Whether writes are allowed.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// mm.fault(0x20_0000, true).unwrap();
@@ -163,7 +163,7 @@ impl Mapping {
     /// Whether the frame belongs to a file's page cache.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let frames = FrameAllocator::new();
     /// let (mm, file) = (Mm::new(Strategy::Split, &frames), File::new(&frames));
     /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::Read, Backing::File { file, pgoff: 0 }).unwrap();
@@ -209,7 +209,7 @@ fn check_range(start: u64, len: u64) -> MmResult<u64> {
 /// The most pages one GUP or semi-locked walk returns (4 GiB worth).
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
 /// let too_long = (MAX_WALK_PAGES + 1) * PAGE_SIZE;
 /// assert!(matches!(mm.gup(0, too_long, false), Err(MmError::TooLarge { .. })));
@@ -308,7 +308,7 @@ impl Mm {
     /// from `frames`.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let frames = FrameAllocator::new();
     /// let a = Mm::new(Strategy::Classic, &frames);
     /// let b = Mm::new(Strategy::Split, &frames); // two address spaces, one machine's frames
@@ -340,7 +340,7 @@ impl Mm {
     /// The locking design.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Refcount, &FrameAllocator::new());
     /// assert_eq!(mm.strategy(), Strategy::Refcount);
     /// ```
@@ -351,7 +351,7 @@ impl Mm {
     /// A number that identifies this address space while it lives.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let frames = FrameAllocator::new();
     /// let (a, b) = (Mm::new(Strategy::Split, &frames), Mm::new(Strategy::Split, &frames));
     /// assert_eq!(a.id(), a.id());
@@ -367,7 +367,7 @@ impl Mm {
     /// Takes the VMA lock for write (and the file's `i_mmap` for write).
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, 4 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// assert_eq!(mm.vmas().len(), 1);
@@ -408,7 +408,7 @@ impl Mm {
     /// rmap), and under Split the page-table lock for write.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Classic, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, 3 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// mm.munmap(0x10_0000 + PAGE_SIZE, PAGE_SIZE).unwrap(); // punches a hole: two VMAs left
@@ -469,7 +469,7 @@ impl Mm {
     /// (under Refcount after taking a reference).
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
     /// let pfn = mm.fault(0x10_0123, false).unwrap(); // any address in the page
@@ -492,7 +492,7 @@ impl Mm {
     /// Every page of the range must be mapped.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// mm.fault(0x10_0000, true).unwrap();
@@ -521,7 +521,7 @@ impl Mm {
     /// the range must be mapped.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// mm.mprotect(0x10_0000, PAGE_SIZE, Prot::Read).unwrap(); // splits the VMA
@@ -569,7 +569,7 @@ impl Mm {
     /// mappings), each read under its PTL.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, 3 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// let frames = mm.gup(0x10_0000, 3 * PAGE_SIZE, true).unwrap(); // faults the pages in
@@ -603,7 +603,7 @@ impl Mm {
     /// PTLs. Every page of the range must be in a VMA.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// let pfn = mm.fault(0x10_0000, true).unwrap();
@@ -621,7 +621,7 @@ impl Mm {
     /// Do not call other operations of this `Mm` while holding it.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// mm.fault(0x10_0000, true).unwrap();
@@ -648,7 +648,7 @@ impl Mm {
     /// write; Split the page-table lock for write.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// assert_eq!(mm.collapse(0), Err(MmError::NotPopulated { addr: 0 }));
@@ -729,7 +729,7 @@ impl Mm {
     /// released first.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// assert_eq!(mm.stats().mapped_pages, 0);
     /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
@@ -770,7 +770,7 @@ impl Mm {
     /// entries outside VMAs).
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, 4 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// mm.fault(0x10_0000 + 2 * PAGE_SIZE, true).unwrap();
@@ -798,7 +798,7 @@ impl Mm {
     /// The VMAs, in address order.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
     /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
     /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
@@ -822,7 +822,7 @@ impl Mm {
     /// the counters; allocated − released tables = linked + deferred.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Refcount, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// let pfn = mm.fault(0x10_0000, true).unwrap();
@@ -959,7 +959,7 @@ impl core::fmt::Debug for Mm {
 /// The locks of a semi-locked walker, held; see [`Mm::semi_locked`].
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let mm = Mm::new(Strategy::Classic, &FrameAllocator::new());
 /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
 /// let walker: SemiLocked<'_> = mm.semi_locked();
@@ -1008,7 +1008,7 @@ impl SemiLocked<'_> {
     /// table while reading it). Every page must be in a VMA.
     ///
     /// ```
-    /// use phase_lock::mm::*;
+    /// use phase_lock_mm::*;
     /// let mm = Mm::new(Strategy::Refcount, &FrameAllocator::new());
     /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
     /// let pfn = mm.fault(0x10_0000, true).unwrap();
@@ -1295,7 +1295,7 @@ impl MmInner {
                 }
                 pinned = true;
             }
-            super::pagetable::perturb();
+            crate::pagetable::perturb();
             let guard = lock.then(|| t.lock(Class::PtePtl));
             // R3: Split rechecks the entry under the PTL. Relaxed: an
             // unlinker clears the entry before it releases this PTL, and our
@@ -1383,8 +1383,8 @@ impl MmInner {
         };
         let n = list.len() as u64;
         self.deferred_len.fetch_sub(n, Ordering::Relaxed);
-        if super::pagetable::QUARANTINE {
-            #[cfg(any(feature = "mm-quarantine", loom))]
+        if crate::pagetable::QUARANTINE {
+            #[cfg(any(feature = "quarantine", loom))]
             for &p in &list {
                 // SAFETY: the caller's grace period.
                 unsafe { p.poison() };

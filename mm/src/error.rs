@@ -6,7 +6,7 @@ use core::fmt;
 /// input; they return one of these and change nothing.
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
 /// assert_eq!(mm.mmap(0x10_0000, 0, Prot::Read, Backing::Anon), Err(MmError::ZeroLength));
 /// assert_eq!(mm.fault(0x10_0000, false), Err(MmError::NotMapped { addr: 0x10_0000 }));
@@ -66,7 +66,7 @@ pub enum MmError {
     /// A GUP or semi-locked walk over more than [`MAX_WALK_PAGES`] pages
     /// (its result would be a vector of that many frames).
     ///
-    /// [`MAX_WALK_PAGES`]: super::MAX_WALK_PAGES
+    /// [`MAX_WALK_PAGES`]: crate::MAX_WALK_PAGES
     TooLarge {
         /// The requested length in bytes.
         len: u64,
@@ -103,7 +103,7 @@ impl std::error::Error for MmError {}
 /// The result type of `mm` operations.
 ///
 /// ```
-/// use phase_lock::mm::*;
+/// use phase_lock_mm::*;
 /// fn map_one(mm: &Mm, addr: u64) -> MmResult<u64> {
 ///     mm.mmap(addr, PAGE_SIZE, Prot::ReadWrite, Backing::Anon)?;
 ///     mm.fault(addr, true)

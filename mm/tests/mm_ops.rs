@@ -1,13 +1,13 @@
 //! Single-threaded tests of every `mm` operation on every strategy, plus a
 //! randomized run against a shadow model.
-#![cfg(feature = "mm")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
 
 use common::Rng;
-use phase_lock::mm::*;
+use phase_lock_mm::*;
 
 const BASE: u64 = 0x7000_0000;
 const MB2: u64 = PMD_SIZE;

@@ -1,6 +1,6 @@
 //! Multi-threaded stress test of `mm`: every operation on every strategy,
 //! oversubscribed (16 threads), two address spaces sharing two files. Run it
-//! with `--features mm-quarantine` (as `cargo test --all-features` does) so
+//! with `--features quarantine` (as `cargo test --all-features` does) so
 //! that released page tables are poisoned and kept: any access through a
 //! stale pointer then panics.
 //!
@@ -10,8 +10,8 @@
 //! twice and no frame leaked; the page-table accounting matches the tables
 //! allocated. During the run, under Split, two reads of a range inside one
 //! read-mode hold must be identical.
-#![cfg(feature = "mm")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::Rng;
-use phase_lock::mm::*;
+use phase_lock_mm::*;
 
 const THREADS: usize = 16;
 const ITERS: usize = 3000;
@@ -282,7 +282,7 @@ fn run(strategy: Strategy, progress: &[AtomicU64]) -> u64 {
         assert_eq!(st.deferred_tables, 0, "{strategy}: stats() is a grace period for every strategy at rest");
         // The far regions are gone: their PUD table too.
         assert!(mm.mappings().iter().all(|m| m.addr < FAR), "{strategy}");
-        if phase_lock::mm::pagetable::QUARANTINE {
+        if phase_lock_mm::pagetable::QUARANTINE {
             assert_eq!(st.quarantined_tables, st.tables_freed, "{strategy}");
         }
         eprintln!("mm_stress: {strategy}: {} tables freed", st.tables_freed);
