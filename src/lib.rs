@@ -168,7 +168,6 @@ mod patience_tests;
 #[cfg(all(test, not(loom)))]
 mod test_support;
 
-
 pub use bias::SharedHold;
 pub use guard::{MappedRwLockIntentGuard, RwLockIntentExt, RwLockIntentGuard, WriteGuardIntentExt};
 pub use intent::{RawIntent, RawIntentDowngrade, RawIntentTimed};

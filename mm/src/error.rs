@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use crate::pagetable::{ENTRIES, Level, PAGE_SIZE, USER_END, index};
+
 /// Why an `mm` operation refused its input. Operations never panic on bad
 /// input; they return one of these and change nothing.
 ///
@@ -113,3 +115,68 @@ impl std::error::Error for MmError {}
 /// assert!(map_one(&mm, 0x10_0000).is_err()); // already mapped
 /// ```
 pub type MmResult<T> = Result<T, MmError>;
+
+/// Validates `[start, start + len)`; returns the end.
+pub(crate) fn check_range(start: u64, len: u64) -> MmResult<u64> {
+    if len == 0 {
+        return Err(MmError::ZeroLength);
+    }
+    check_addr(start)?;
+    if !start.is_multiple_of(PAGE_SIZE) {
+        return Err(MmError::Unaligned { addr: start });
+    }
+    if !len.is_multiple_of(PAGE_SIZE) {
+        return Err(MmError::Unaligned { addr: len });
+    }
+    let end = match start.checked_add(len) {
+        Some(end) if end <= USER_END => end,
+        _ => return Err(MmError::OutOfRange { addr: start.saturating_add(len) }),
+    };
+    #[cfg(loom)]
+    {
+        // The loom geometry (see `ENTRIES`): small ranges of valid addresses.
+        if len > 64 * PAGE_SIZE {
+            return Err(MmError::OutOfRange { addr: end });
+        }
+        let mut a = start;
+        while a < end {
+            check_addr(a)?;
+            a += PAGE_SIZE;
+        }
+    }
+    Ok(end)
+}
+
+/// The most pages one GUP or semi-locked walk returns (4 GiB worth).
+///
+/// ```
+/// use phase_lock_mm::*;
+/// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+/// let too_long = (MAX_WALK_PAGES + 1) * PAGE_SIZE;
+/// assert!(matches!(mm.gup(0, too_long, false), Err(MmError::TooLarge { .. })));
+/// ```
+pub const MAX_WALK_PAGES: u64 = 1 << 20;
+
+/// Validates the range of a walk that returns one item per page.
+pub(crate) fn check_walk(start: u64, len: u64) -> MmResult<u64> {
+    let end = check_range(start, len)?;
+    if len / PAGE_SIZE > MAX_WALK_PAGES {
+        return Err(MmError::TooLarge { len });
+    }
+    Ok(end)
+}
+
+/// Validates one address: canonical and in the user half.
+pub(crate) fn check_addr(addr: u64) -> MmResult<()> {
+    let top = addr >> 47;
+    if top != 0 && top != (1 << 17) - 1 {
+        return Err(MmError::NonCanonical { addr });
+    }
+    if addr >= USER_END {
+        return Err(MmError::OutOfRange { addr });
+    }
+    if cfg!(loom) && [Level::Pte, Level::Pmd, Level::Pud, Level::Pgd].iter().any(|&l| index(addr, l) >= ENTRIES) {
+        return Err(MmError::OutOfRange { addr });
+    }
+    Ok(())
+}

@@ -6,15 +6,26 @@ use std::sync::{Arc, Weak};
 
 use crate::frames::FrameAllocator;
 use crate::lockorder::{Class, Held};
-use crate::space::MmInner;
 use crate::{MmError, MmResult, PAGE_SIZE};
 use phase_lock::{PhaseLock, RawPhaseLock};
+
+/// What the rmap needs of an address space that maps a file. `Mm`'s shared
+/// state implements it (walk.rs), so that this file depends on no address
+/// space code.
+pub(crate) trait MapsFile: Send + Sync {
+    /// Clears the entries in `[start, end)` under the page-table locks of
+    /// the address space's strategy (R5); returns how many were present.
+    fn rmap_zap(&self, start: u64, end: u64) -> u64;
+    /// Gives deferred page tables back where a grace period can be observed
+    /// cheaply now (R4).
+    fn maybe_reclaim(&self);
+}
 
 /// One mapping of a file, as the rmap records it.
 pub(crate) struct RmapEntry {
     /// The address space (weak: an Mm does not outlive its last handle
     /// because a file maps it).
-    pub(crate) mm: Weak<MmInner>,
+    pub(crate) mm: Weak<dyn MapsFile>,
     /// The address space's id.
     pub(crate) mm_id: u64,
     /// The VMA's range.
@@ -181,7 +192,7 @@ impl File {
             self.frames.free(gone.len() as u64);
         }
         // 2. Unmap through the rmap.
-        let mut touched: Vec<Arc<MmInner>> = Vec::new();
+        let mut touched: Vec<Arc<dyn MapsFile>> = Vec::new();
         let mut cleared = 0;
         {
             let _h = Held::take(Class::IMmap);

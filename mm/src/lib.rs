@@ -181,6 +181,22 @@
 //!   ([`Mm::check_invariants`]) and per-thread shadow models. The same two
 //!   mutations make it fail in the quarantine build.
 //!
+//! # Where things are
+//!
+//! This crate uses phase-lock through its public API only. Its files, in
+//! dependency order (no module imports one that imports it back):
+//!
+//! * `pagetable.rs`, `frames.rs`, `lockorder.rs`, `sync.rs`, `error.rs`
+//!   (with the input checks): the parts every other file builds on;
+//! * `file.rs` (page cache and rmap; it reaches address spaces through the
+//!   `MapsFile` trait), `vma.rs`, `strategy.rs`;
+//! * `space.rs`: [`Mm`], its shared state, and what it reports;
+//! * `holds.rs`: the locks each operation holds, per strategy;
+//! * `free.rs`: the freeing protocol, R1–R7 above, in one file;
+//! * `walk.rs`: walks — the semi-locked walk and the per-slot work of
+//!   faults, zaps, mprotect and the rmap zap;
+//! * `ops.rs`: the public operations; `check.rs`: the invariant checks.
+//!
 //! # The PTL
 //!
 //! Each PTL is a [`RawPhaseLock`](phase_lock::RawPhaseLock) used in write mode:
@@ -189,20 +205,26 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod check;
 mod error;
 mod file;
 mod frames;
+mod free;
+mod holds;
 mod lockorder;
+mod ops;
 pub mod pagetable;
 mod space;
 mod strategy;
 mod sync;
 mod vma;
+mod walk;
 
-pub use error::{MmError, MmResult};
+pub use error::{MAX_WALK_PAGES, MmError, MmResult};
 pub use file::File;
 pub use frames::FrameAllocator;
 pub use pagetable::{ENTRIES, Level, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TABLE_BYTES, USER_END};
-pub use space::{MAX_WALK_PAGES, Mapping, Mm, MmStats, SemiLocked};
+pub use space::{Mapping, Mm, MmStats};
 pub use strategy::Strategy;
 pub use vma::{Backing, Prot, Vma};
+pub use walk::SemiLocked;

@@ -52,8 +52,8 @@ use core::ptr::NonNull;
 use lock_api::{GuardSend, RawRwLock};
 
 use crate::lockorder::{Class, Held};
-use phase_lock::RawPhaseLock;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use phase_lock::RawPhaseLock;
 
 /// Bytes per page.
 pub const PAGE_SIZE: u64 = 4096;
@@ -252,7 +252,7 @@ impl TablePtr {
     ///
     /// The table has not been released, and will not be while the returned
     /// reference lives: the caller holds whatever the reclamation protocol
-    /// requires for the strategy (see the module docs of `mm`).
+    /// requires for the strategy (see the crate docs).
     #[inline]
     pub(crate) unsafe fn get<'a>(self) -> &'a Table {
         // SAFETY: the caller's contract.
@@ -411,4 +411,9 @@ impl Drop for PtlGuard<'_> {
         // SAFETY: this guard holds the lock in write mode.
         unsafe { self.lock.unlock_exclusive(GuardSend::new()) };
     }
+}
+
+/// The first multiple of `size` above `a`.
+pub(crate) fn next_boundary(a: u64, size: u64) -> u64 {
+    (a | (size - 1)) + 1
 }

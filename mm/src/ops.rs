@@ -1,0 +1,487 @@
+//! The public operations of an [`Mm`](crate::Mm): input checks, then each
+//! operation's locks (from `holds.rs`) and walks (`walk.rs`).
+
+use std::sync::Arc;
+
+use crate::error::{check_addr, check_range, check_walk};
+use crate::file::{File, RmapEntry};
+use crate::holds::{Mode, PtHold, VmaHold};
+use crate::lockorder::{Class, Held};
+use crate::pagetable::DEAD;
+use crate::pagetable::{
+    ACCESSED, DIRTY, ENTRIES, HUGE, Level, PAGE_SIZE, PMD_SIZE, TABLE_BYTES, TablePtr, WRITABLE, index, leaf,
+};
+use crate::space::{Mapping, Mm, MmInner, MmStats};
+use crate::strategy::Strategy;
+use crate::sync::Ordering;
+use crate::vma::{Backing, Prot, Vma, VmaTree};
+use crate::walk::SemiLocked;
+use crate::{MmError, MmResult};
+
+impl Mm {
+    /// Maps `[addr, addr + len)` (fixed address, no replace): `prot` access
+    /// to anonymous memory or to a file from page `pgoff` on.
+    ///
+    /// Takes the VMA lock for write (and the file's `i_mmap` for write).
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 4 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// assert_eq!(mm.vmas().len(), 1);
+    /// let overlap = mm.mmap(0x10_0000 + PAGE_SIZE, PAGE_SIZE, Prot::Read, Backing::Anon);
+    /// assert!(matches!(overlap, Err(MmError::Overlap { .. })));
+    /// ```
+    pub fn mmap(&self, addr: u64, len: u64, prot: Prot, backing: Backing) -> MmResult<()> {
+        let end = check_range(addr, len)?;
+        if let Backing::File { pgoff, .. } = &backing {
+            pgoff.checked_add(len / PAGE_SIZE).ok_or(MmError::OutOfRange { addr })?;
+        }
+        let m = &*self.inner;
+        let (_h, mut vmas) = m.vma_write();
+        if let Some(v) = vmas.first_overlap(addr, end) {
+            return Err(MmError::Overlap { addr: v.start });
+        }
+        let file = match &backing {
+            Backing::File { file, .. } => Some(file.clone()),
+            Backing::Anon => None,
+        };
+        let mut next = (*vmas).clone();
+        next.insert(Vma { start: addr, end, prot, backing });
+        next.merge_around(addr, end);
+        // R7: the rmap lists the mapping before a fault can populate it.
+        if let Some(f) = file {
+            m.sync_rmap(&next, &f);
+        }
+        let _pt = m.commit_vmas(&mut vmas, next);
+        Ok(())
+    }
+
+    /// Unmaps `[addr, addr + len)`: removes the VMAs (splitting those that
+    /// straddle the ends), zaps the entries and frees every page table that
+    /// no remaining VMA needs, at every level. Unmapping a hole is not an
+    /// error.
+    ///
+    /// Takes the VMA lock for write (`i_mmap` for write while updating the
+    /// rmap), and under Split the page-table lock for write.
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Classic, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 3 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.munmap(0x10_0000 + PAGE_SIZE, PAGE_SIZE).unwrap(); // punches a hole: two VMAs left
+    /// assert_eq!(mm.vmas().len(), 2);
+    /// mm.munmap(0x10_0000, 3 * PAGE_SIZE).unwrap();
+    /// assert!(mm.vmas().is_empty());
+    /// assert_eq!(mm.stats().tables, [0, 0, 0, 1]); // every table below the PGD freed
+    /// ```
+    pub fn munmap(&self, addr: u64, len: u64) -> MmResult<()> {
+        let end = check_range(addr, len)?;
+        let m = &*self.inner;
+        let (_h, mut vmas) = m.vma_write();
+        let mut next = (*vmas).clone();
+        let removed = next.remove_range(addr, end);
+        if removed.is_empty() {
+            return Ok(());
+        }
+        // R7: from here on no fault can populate the range.
+        drop(m.commit_vmas(&mut vmas, next));
+        let mut files: Vec<Arc<File>> = Vec::new();
+        for v in &removed {
+            if let Some(f) = v.file()
+                && !files.iter().any(|g| Arc::ptr_eq(f, g))
+            {
+                files.push(f.clone());
+            }
+        }
+        // R5: once the rmap no longer lists the range, and `i_mmap` for write
+        // has waited out every walker that found it there, no rmap walker
+        // can reach the range's tables.
+        for f in &files {
+            m.sync_rmap(&vmas, f);
+        }
+        let _pt = m.pt_hold(Mode::Write);
+        // SAFETY: the VMA lock for write (and the page-table lock for write
+        // under Split) keeps every upper table alive: only this function
+        // frees them.
+        unsafe {
+            m.for_each_pmd(addr, end, |pmd, idx, lo, hi| {
+                m.zap_slot(pmd, idx, lo, hi, false);
+            });
+            m.free_tables(addr, end, &vmas);
+        }
+        // SAFETY: the VMA lock for write excludes every user of the tables
+        // except rmap walkers (Classic: R5 keeps them away from the freed
+        // tables; Refcount: checked by `reclaim_refcount`); under Split the
+        // page-table lock for write excludes everyone (R4).
+        unsafe { m.reclaim_held_write() };
+        Ok(())
+    }
+
+    /// Handles a page fault at `addr` (any alignment): allocates missing
+    /// page-table levels and maps the page. Returns the frame number.
+    ///
+    /// Takes the mmap lock for read (Classic, Refcount) or the page-table
+    /// lock in intent mode (Split, which reads the VMAs through it: R7); the
+    /// PMD PTL to install a PTE table; the PTE PTL to install the entry
+    /// (under Refcount after taking a reference).
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
+    /// let pfn = mm.fault(0x10_0123, false).unwrap(); // any address in the page
+    /// assert_eq!(mm.fault(0x10_0000, false), Ok(pfn)); // already mapped: same frame
+    /// assert_eq!(mm.fault(0x10_0000, true), Err(MmError::ReadOnly { addr: 0x10_0000 }));
+    /// ```
+    pub fn fault(&self, addr: u64, write: bool) -> MmResult<u64> {
+        check_addr(addr)?;
+        let m = &*self.inner;
+        let (vmas, _pt) = m.pt_user(Mode::Intent);
+        let v = vmas.find(addr).ok_or(MmError::NotMapped { addr })?;
+        if write && !v.prot.writable() {
+            return Err(MmError::ReadOnly { addr });
+        }
+        Ok(m.fault_locked(v, addr & !(PAGE_SIZE - 1), write))
+    }
+
+    /// `madvise(MADV_DONTNEED)`: zaps `[addr, addr + len)`, and frees PTE
+    /// tables that become empty where the strategy can (Refcount, Split).
+    /// Every page of the range must be mapped.
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.fault(0x10_0000, true).unwrap();
+    /// mm.madvise_dontneed(0x10_0000, 2 * PAGE_SIZE).unwrap();
+    /// assert_eq!(mm.stats().mapped_pages, 0);
+    /// assert_eq!(mm.stats().tables[Level::Pte as usize], 0); // Split frees the empty table
+    /// ```
+    pub fn madvise_dontneed(&self, addr: u64, len: u64) -> MmResult<u64> {
+        let end = check_range(addr, len)?;
+        let m = &*self.inner;
+        let n = {
+            let (vmas, _pt) = m.pt_user(Mode::Intent);
+            vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
+            let mut n = 0;
+            // SAFETY: R1: the mmap lock for read (Split: intent) keeps upper
+            // tables alive: they are freed only under the write lock.
+            unsafe { m.for_each_pmd(addr, end, |pmd, idx, lo, hi| n += m.zap_slot(pmd, idx, lo, hi, true)) };
+            n
+        };
+        m.maybe_reclaim();
+        Ok(n)
+    }
+
+    /// Changes the permissions of `[addr, addr + len)`, splitting VMAs at the
+    /// ends, and updates the present entries' writable bits. Every page of
+    /// the range must be mapped.
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.mprotect(0x10_0000, PAGE_SIZE, Prot::Read).unwrap(); // splits the VMA
+    /// assert_eq!(mm.vmas().len(), 2);
+    /// assert!(mm.fault(0x10_0000, true).is_err());
+    /// assert!(mm.fault(0x10_0000 + PAGE_SIZE, true).is_ok());
+    /// ```
+    pub fn mprotect(&self, addr: u64, len: u64, prot: Prot) -> MmResult<()> {
+        let end = check_range(addr, len)?;
+        let m = &*self.inner;
+        let (_h, mut vmas) = m.vma_write();
+        vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
+        let mut next = (*vmas).clone();
+        next.split_at(addr);
+        next.split_at(end);
+        let mut files: Vec<Arc<File>> = Vec::new();
+        for v in next.range_mut(addr, end) {
+            v.prot = prot;
+            if let Some(f) = v.file()
+                && !files.iter().any(|g| Arc::ptr_eq(f, g))
+            {
+                files.push(f.clone());
+            }
+        }
+        next.merge_around(addr, end);
+        // The rmap's ranges do not change, only how they are split.
+        for f in &files {
+            m.sync_rmap(&next, f);
+        }
+        {
+            // R7: Split changes the VMAs and their entries in one write hold.
+            let _pt = m.commit_vmas(&mut vmas, next);
+            // SAFETY: VMA lock for write keeps upper tables alive.
+            unsafe { m.for_each_pmd(addr, end, |pmd, idx, lo, hi| m.protect_slot(pmd, idx, lo, hi, prot.writable())) };
+        }
+        if m.strategy == Strategy::Refcount {
+            // SAFETY: the VMA lock is held for write.
+            unsafe { m.reclaim_held_write() };
+        }
+        Ok(())
+    }
+
+    /// A GUP-style fully locked walk: the frames of `[addr, addr + len)`,
+    /// faulting in missing pages (and, for `write`, requiring writable
+    /// mappings), each read under its PTL.
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 3 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let frames = mm.gup(0x10_0000, 3 * PAGE_SIZE, true).unwrap(); // faults the pages in
+    /// assert_eq!(frames.len(), 3);
+    /// assert_eq!(mm.stats().mapped_pages, 3);
+    /// ```
+    pub fn gup(&self, addr: u64, len: u64, write: bool) -> MmResult<Vec<u64>> {
+        let end = check_walk(addr, len)?;
+        let m = &*self.inner;
+        let (vmas, _pt) = m.pt_user(Mode::Intent);
+        let mut at = addr;
+        while at < end {
+            let v = vmas.find(at).ok_or(MmError::NotMapped { addr: at })?;
+            if write && !v.prot.writable() {
+                return Err(MmError::ReadOnly { addr: at });
+            }
+            at = v.end;
+        }
+        let mut out = Vec::with_capacity((len / PAGE_SIZE) as usize);
+        let mut a = addr;
+        while a < end {
+            let v = vmas.find(a).ok_or(MmError::NotMapped { addr: a })?;
+            out.push(m.fault_locked(v, a, write));
+            a += PAGE_SIZE;
+        }
+        Ok(out)
+    }
+
+    /// An hmm-style semi-locked walk: the mapped frames of
+    /// `[addr, addr + len)` (`None` where nothing is mapped), read without
+    /// PTLs. Every page of the range must be in a VMA.
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let pfn = mm.fault(0x10_0000, true).unwrap();
+    /// assert_eq!(mm.walk_semilocked(0x10_0000, 2 * PAGE_SIZE), Ok(vec![Some(pfn), None]));
+    /// ```
+    pub fn walk_semilocked(&self, addr: u64, len: u64) -> MmResult<Vec<Option<u64>>> {
+        self.semi_locked().frames(addr, len)
+    }
+
+    /// Holds the locks of a semi-locked walker (Classic, Refcount: the mmap
+    /// lock for read; Split: the page-table lock for read)
+    /// until the returned guard drops, so that several walks can run under
+    /// one hold. Under Split they see identical tables.
+    ///
+    /// Do not call other operations of this `Mm` while holding it.
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.fault(0x10_0000, true).unwrap();
+    /// let walker = mm.semi_locked();
+    /// let first = walker.frames(0x10_0000, PAGE_SIZE).unwrap();
+    /// let again = walker.frames(0x10_0000, PAGE_SIZE).unwrap(); // same hold: same tables
+    /// assert_eq!(first, again);
+    /// ```
+    pub fn semi_locked(&self) -> SemiLocked<'_> {
+        let m = &*self.inner;
+        let (vmas, pt) = m.pt_user(Mode::Read);
+        if m.strategy == Strategy::Split {
+            // SAFETY: R4: the page-table lock is held for read.
+            unsafe { m.reclaim_locked() };
+        }
+        SemiLocked { m, vmas, _pt: pt }
+    }
+
+    /// Collapses the full PTE table covering the 2 MiB span at `addr` (2 MiB
+    /// aligned, inside one anonymous VMA) into a huge PMD leaf, and frees
+    /// the table. A span that is already huge is left alone.
+    ///
+    /// A non-leaf → leaf change: Classic and Refcount take the mmap lock for
+    /// write; Split the page-table lock for write.
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// assert_eq!(mm.collapse(0), Err(MmError::NotPopulated { addr: 0 }));
+    /// mm.gup(0, PMD_SIZE, true).unwrap();
+    /// mm.collapse(0).unwrap();
+    /// assert_eq!(mm.stats().huge_mappings, 1);
+    /// assert_eq!(mm.stats().tables[Level::Pte as usize], 0);
+    /// ```
+    pub fn collapse(&self, addr: u64) -> MmResult<()> {
+        check_addr(addr)?;
+        if !addr.is_multiple_of(PMD_SIZE) {
+            return Err(MmError::Unaligned { addr });
+        }
+        let m = &*self.inner;
+        let (vmas, _pt) = if m.strategy == Strategy::Split {
+            m.pt_user(Mode::Write)
+        } else {
+            let (h, g) = m.vma_write();
+            (VmaHold::Write(h, g), PtHold::None)
+        };
+        let v = vmas.find(addr).ok_or(MmError::NotMapped { addr })?;
+        if v.end < addr + PMD_SIZE {
+            return Err(MmError::NotPopulated { addr });
+        }
+        if v.file().is_some() {
+            return Err(MmError::NotAnonymous { addr });
+        }
+        let writable = v.prot.writable();
+        // SAFETY: the VMA lock (and Split's page-table lock) keeps upper
+        // tables alive.
+        let pmd = unsafe { m.lookup_pmd(addr, false) }.ok_or(MmError::NotPopulated { addr })?;
+        let idx = index(addr, Level::Pmd);
+        let g = pmd.lock(Class::PmdPtl);
+        let e = pmd.load(idx, Ordering::Relaxed);
+        if e == 0 {
+            return Err(MmError::NotPopulated { addr });
+        }
+        if e & HUGE != 0 {
+            return Ok(());
+        }
+        let ptr = TablePtr::from_entry(e);
+        // SAFETY: linked (we read its entry under the PMD PTL, which every
+        // unlinker holds).
+        let t = unsafe { ptr.get() };
+        let tg = t.lock(Class::PtePtl);
+        if t.present.load(Ordering::Relaxed) != ENTRIES as u32 {
+            return Err(MmError::NotPopulated { addr });
+        }
+        // Acquire: every earlier user's accesses happen before the release.
+        if m.strategy == Strategy::Refcount
+            && t.refs.compare_exchange(0, DEAD, Ordering::Acquire, Ordering::Relaxed).is_err()
+        {
+            return Err(MmError::Busy { addr });
+        }
+        let mut dirty = 0;
+        for slot in &t.entries {
+            dirty |= slot.load(Ordering::Relaxed) & DIRTY;
+            slot.store(0, Ordering::Relaxed);
+        }
+        t.present.store(0, Ordering::Relaxed);
+        m.frames.free(ENTRIES as u64);
+        let huge = m.frames.alloc_huge();
+        let w = if writable { WRITABLE } else { 0 };
+        // Release: pairs with walkers' Acquire loads of PMD entries.
+        pmd.entries[idx].store(leaf(huge, HUGE | ACCESSED | dirty | w), Ordering::Release);
+        m.live[Level::Pte as usize].fetch_sub(1, Ordering::Relaxed);
+        drop(tg);
+        drop(g);
+        m.defer(ptr);
+        // SAFETY: Classic/Refcount hold the VMA lock for write; Split holds
+        // the page-table lock for write.
+        unsafe { m.reclaim_held_write() };
+        Ok(())
+    }
+
+    /// Page-table statistics. Under Split this is also a grace period
+    /// (it holds the page-table lock for read), so deferred tables are
+    /// released first.
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// assert_eq!(mm.stats().mapped_pages, 0);
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.fault(0x10_0000, true).unwrap();
+    /// assert_eq!(mm.stats().mapped_pages, 1);
+    /// ```
+    pub fn stats(&self) -> MmStats {
+        let sl = self.semi_locked();
+        let m = sl.m;
+        let mut mapped = 0;
+        let mut huge = 0;
+        sl.for_each_span(|_, _, pte_table| match pte_table {
+            None => {
+                huge += 1;
+                mapped += ENTRIES as u64;
+            }
+            Some(t) => mapped += u64::from(t.present.load(Ordering::Relaxed)),
+        });
+        drop(sl);
+        let tables = core::array::from_fn(|i| m.live[i].load(Ordering::Relaxed));
+        let deferred = m.deferred_len.load(Ordering::Relaxed);
+        MmStats {
+            tables,
+            deferred_tables: deferred,
+            page_table_bytes: (tables.iter().sum::<u64>() + deferred) * TABLE_BYTES,
+            mapped_pages: mapped,
+            huge_mappings: huge,
+            tables_freed: m.freed.load(Ordering::Relaxed),
+            quarantined_tables: {
+                let _h = Held::take(Class::Deferred);
+                m.quarantine.read().len() as u64
+            },
+        }
+    }
+
+    /// Every leaf entry, in address order (a semi-locked walk of every
+    /// VMA's spans; [`check_invariants`](Mm::check_invariants) looks for
+    /// entries outside VMAs).
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 4 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.fault(0x10_0000 + 2 * PAGE_SIZE, true).unwrap();
+    /// mm.fault(0x10_0000, true).unwrap();
+    /// let addrs: Vec<u64> = mm.mappings().iter().map(|m| m.addr).collect();
+    /// assert_eq!(addrs, [0x10_0000, 0x10_0000 + 2 * PAGE_SIZE]); // address order
+    /// ```
+    pub fn mappings(&self) -> Vec<Mapping> {
+        let sl = self.semi_locked();
+        let mut out = Vec::new();
+        sl.for_each_span(|span, e, pte_table| match pte_table {
+            None => out.push(Mapping { addr: span, entry: e }),
+            Some(t) => {
+                for i in 0..ENTRIES {
+                    let pe = t.load(i, Ordering::Relaxed);
+                    if pe != 0 {
+                        out.push(Mapping { addr: span + i as u64 * PAGE_SIZE, entry: pe });
+                    }
+                }
+            }
+        });
+        out
+    }
+
+    /// The VMAs, in address order.
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x20_0000, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let starts: Vec<u64> = mm.vmas().iter().map(|v| v.start).collect();
+    /// assert_eq!(starts, [0x10_0000, 0x20_0000]);
+    /// ```
+    pub fn vmas(&self) -> Vec<Vma> {
+        let (_h, vmas) = self.inner.vma_read();
+        vmas.iter().cloned().collect()
+    }
+}
+
+impl MmInner {
+    /// Rebuilds this address space's entries in `file`'s rmap from the VMA
+    /// tree. Called under the VMA lock for write.
+    pub(crate) fn sync_rmap(&self, vmas: &VmaTree, file: &Arc<File>) {
+        let entries = vmas
+            .iter()
+            .filter_map(|v| match &v.backing {
+                Backing::File { file: f, pgoff } if Arc::ptr_eq(f, file) => {
+                    Some(RmapEntry { mm: self.me.clone(), mm_id: self.id(), start: v.start, end: v.end, pgoff: *pgoff })
+                }
+                _ => None,
+            })
+            .collect();
+        file.set_rmap(self.id(), entries);
+    }
+}
