@@ -232,6 +232,9 @@ fn main() {
         "workload", "classic", "refcount", "split", "s/c", "s/r"
     );
     println!("|{:-<46}|{:-<11}|{:-<11}|{:-<11}|{:-<10}|{:-<10}|", "", "", "", "", "", "");
+    // Disjoint storms at 1 and 2 threads, for the goal lines: (per-CPU-second
+    // medians, M/s split ÷ classic).
+    let mut disjoint: Vec<(u64, [f64; 3], f64)> = Vec::new();
     for shared in [false, true] {
         for threads in [1u64, 2, 4, 8] {
             // Rounds of the three strategies back to back, in rotating
@@ -253,6 +256,9 @@ fn main() {
                 let v = [med(&|x| g(x, 0)), med(&|x| g(x, 1)), med(&|x| g(x, 2))];
                 let r = [med(&|x| g(x, 2) / g(x, 0)), med(&|x| g(x, 2) / g(x, 1))];
                 row_r(&format!("fault storm, {kind}, {threads} thr ({unit})"), v, r, 2);
+                if !shared && pick == 1 {
+                    disjoint.push((threads, v, med(&|x| x[2].0 / x[0].0)));
+                }
             }
         }
     }
@@ -275,6 +281,34 @@ fn main() {
     line("... after / peak", p(&|i| format!("{:.2}%", 100.0 * churn[i].after_kb as f64 / churn[i].peak_kb as f64)));
     line("page tables after punching the file (kB)", p(&|i| punch[i].2.to_string()));
     line("semi-locked walks that saw a change", p(&|i| format!("{}/{}", walks[i].2, walks[i].3)));
+    // The goal lines (met / missed), as the fairness report prints them.
+    let storm = |t: u64| disjoint.iter().find(|d| d.0 == t).copied().expect("a disjoint storm row");
+    let (one, two) = (storm(1), storm(2));
+    let (c, sp) = (0, 2);
+    let goal = |met: bool, text: String| println!("- **{}** {text}", if met { "met" } else { "missed" });
+    println!("\ngoals:");
+    goal(
+        two.1[sp] >= 0.8 * one.1[sp],
+        format!(
+            "split, disjoint storm, 2 thr ≥ 0.8× its 1-thr faults per CPU-second: {:.2} / {:.2} = {:.2}×",
+            two.1[sp],
+            one.1[sp],
+            two.1[sp] / one.1[sp]
+        ),
+    );
+    goal(two.2 >= 1.5, format!("split, disjoint storm, 2 thr ≥ 1.5× classic's: {:.2}×", two.2));
+    goal(one.2 >= 0.95, format!("split ≥ 0.95× classic at 1 thr: {:.2}×", one.2));
+    goal(
+        walks[sp].0 >= 0.8 * walks[c].0,
+        format!(
+            "split faults beside a semi-locked walker ≥ 0.8× classic's: {:.2} / {:.2} M/s",
+            walks[sp].0, walks[c].0
+        ),
+    );
+    goal(walks[sp].1 >= 2.0, format!("split semi-locked walks beside faults ≥ 2 k/s: {:.1} k/s", walks[sp].1));
+    goal(walks[sp].2 == 0, format!("split walks that saw a change: {} of {}", walks[sp].2, walks[sp].3));
+    let left = churn[sp].after_kb as f64 / churn[sp].peak_kb as f64;
+    goal(left <= 0.01, format!("split page tables after DONTNEED ≤ 1 % of peak: {:.2} %", 100.0 * left));
     println!(
         "\nload average before: {load0}; after: {}\n(s/c: split ÷ classic; s/r: split ÷ refcount (fault storms: median of per-round ratios); total {:.1} s)",
         load(),

@@ -3,25 +3,25 @@
 //! page-table `PhaseLock`, in the modes each operation needs.
 
 use crate::lockorder::{Class, Held};
-use crate::space::MmInner;
+use crate::space::{MmInner, PtIntentGuard, PtReadGuard, PtWriteGuard, VmaReadGuard, VmaWriteGuard};
 use crate::strategy::Strategy;
 use crate::vma::VmaTree;
-use phase_lock::{IntentGuard, ReadGuard, RwLockIntentExt, WriteGuard};
+use phase_lock::RwLockIntentExt;
 
 /// The Split page-table lock as held by an operation.
 pub(crate) enum PtHold<'a> {
     None,
-    Read(#[allow(dead_code)] (Held, ReadGuard<'a, ()>)),
-    Intent(#[allow(dead_code)] (Held, IntentGuard<'a, ()>)),
-    Write(#[allow(dead_code)] (Held, WriteGuard<'a, ()>)),
+    Read(#[allow(dead_code)] (Held, PtReadGuard<'a>)),
+    Intent(#[allow(dead_code)] (Held, PtIntentGuard<'a>)),
+    Write(#[allow(dead_code)] (Held, PtWriteGuard<'a>)),
 }
 
 /// The VMAs as an operation sees them.
 pub(crate) enum VmaHold<'a> {
     /// Through the VMA lock for read.
-    Read(#[allow(dead_code)] Held, ReadGuard<'a, VmaTree>),
+    Read(#[allow(dead_code)] Held, VmaReadGuard<'a>),
     /// Through the VMA lock for write.
-    Write(#[allow(dead_code)] Held, WriteGuard<'a, VmaTree>),
+    Write(#[allow(dead_code)] Held, VmaWriteGuard<'a>),
     /// Split: through the page-table lock, held in any mode (R7).
     ViaPt(&'a VmaTree),
 }
@@ -45,12 +45,12 @@ pub(crate) enum Mode {
 }
 
 impl MmInner {
-    pub(crate) fn vma_read(&self) -> (Held, ReadGuard<'_, VmaTree>) {
+    pub(crate) fn vma_read(&self) -> (Held, VmaReadGuard<'_>) {
         let h = Held::take(Class::Vma);
         (h, self.vmas.read())
     }
 
-    pub(crate) fn vma_write(&self) -> (Held, WriteGuard<'_, VmaTree>) {
+    pub(crate) fn vma_write(&self) -> (Held, VmaWriteGuard<'_>) {
         let h = Held::take(Class::Vma);
         (h, self.vmas.write())
     }
@@ -76,7 +76,7 @@ impl MmInner {
     /// Installs `next` as the VMA tree; the caller holds the VMA lock for
     /// write. Split also takes the page-table lock for write (R7) and
     /// returns it held.
-    pub(crate) fn commit_vmas<'a>(&'a self, vmas: &mut WriteGuard<'a, VmaTree>, next: VmaTree) -> PtHold<'a> {
+    pub(crate) fn commit_vmas<'a>(&'a self, vmas: &mut VmaWriteGuard<'a>, next: VmaTree) -> PtHold<'a> {
         let pt = self.pt_hold(Mode::Write);
         **vmas = next;
         pt
