@@ -287,13 +287,28 @@ fn main() {
     let (c, sp) = (0, 2);
     let goal = |met: bool, text: String| println!("- **{}** {text}", if met { "met" } else { "missed" });
     println!("\ngoals:");
+    // Split on 1 and 2 threads back to back in each round (alternating
+    // which goes first), so that the machine's drift between the table's
+    // 1-thread and 2-thread rows cancels out of the ratio.
+    let scaling = median(
+        (0..ROUNDS)
+            .map(|r| {
+                let (a, b) = if r % 2 == 0 {
+                    let a = fault_storm(Strategy::Split, 1, false).1;
+                    (a, fault_storm(Strategy::Split, 2, false).1)
+                } else {
+                    let b = fault_storm(Strategy::Split, 2, false).1;
+                    (fault_storm(Strategy::Split, 1, false).1, b)
+                };
+                b / a
+            })
+            .collect(),
+    );
     goal(
-        two.1[sp] >= 0.8 * one.1[sp],
+        scaling >= 0.8,
         format!(
-            "split, disjoint storm, 2 thr ≥ 0.8× its 1-thr faults per CPU-second: {:.2} / {:.2} = {:.2}×",
-            two.1[sp],
-            one.1[sp],
-            two.1[sp] / one.1[sp]
+            "split, disjoint storm, 2 thr ≥ 0.8× its 1-thr faults per CPU-second: {scaling:.2}× (median of {ROUNDS} paired rounds; the table's rows: {:.2} / {:.2})",
+            two.1[sp], one.1[sp]
         ),
     );
     goal(two.2 >= 1.5, format!("split, disjoint storm, 2 thr ≥ 1.5× classic's: {:.2}×", two.2));
