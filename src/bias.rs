@@ -131,12 +131,6 @@ pub(crate) const SLOTS: usize = 1024;
 #[cfg(loom)]
 pub(crate) const SLOTS: usize = 2;
 
-/// The slots.
-#[inline]
-fn slots() -> &'static [crate::sync::AtomicUsize] {
-    &table().0
-}
-
 /// A slot's tag bit: the revoker has counted this holder (it leaves by a
 /// counted release). Tags are lock addresses (8-aligned) with the kind in
 /// bits 0–1, so bit 2 is free.
@@ -259,9 +253,8 @@ fn publish(state: &crate::sync::AtomicU64, lock: usize, kind: Kind) -> Published
     // after it took the state word from the previous holders.
     match slot.compare_exchange(tag, 0, Ordering::Relaxed, Ordering::Acquire) {
         Ok(_) => Published::No,
-        Err(moved) => {
-            debug_assert_eq!(moved, tag | MOVED);
-            slot.store(0, Ordering::Relaxed);
+        Err(_) => {
+            clear_moved(lock, kind, index as u32);
             Published::Moved
         }
     }
@@ -295,13 +288,13 @@ fn clear_moved(lock: usize, kind: Kind, slot: u32) {
 /// snapshot, for `is_locked`).
 fn any_published(lock: usize, kind: Kind) -> bool {
     let tag = tag(lock, kind);
-    slots().iter().any(|slot| slot.load(Ordering::Relaxed) == tag)
+    table().0.iter().any(|slot| slot.load(Ordering::Relaxed) == tag)
 }
 
 /// Clears every slot still tagged for the lock at `lock` (which is being
 /// dropped, so the tags are leaked guards').
 fn forget(lock: usize) {
-    for slot in slots() {
+    for slot in &table().0 {
         let v = slot.load(Ordering::Relaxed);
         if v & !(MOVED | 3) == lock {
             slot.store(0, Ordering::Relaxed);
@@ -501,7 +494,7 @@ impl<const P: u32, const B: bool> RawPatientLock<P, B> {
         };
         dekker_fence();
         let tag = tag(self.addr(), kind);
-        for slot in slots() {
+        for slot in &table().0 {
             // SeqCst: the read half of the handshake; also an acquire of a
             // cleared slot's last holder (module docs).
             if slot.load(Ordering::SeqCst) != tag {
