@@ -4,7 +4,7 @@
 //! parking_lot 0.13.
 //!
 //! ```sh
-//! cargo run --release --example throughput                              # ~8 min on 2 cores
+//! cargo run --release --example throughput                              # ~13 min on 2 cores
 //! PHASE_LOCK_BENCH_QUICK=1 cargo run --release --example throughput     # smoke: 4 threads, one run
 //! PHASE_LOCK_THROUGHPUT_ONLY=ri-fixed PHASE_LOCK_THROUGHPUT_THREADS=4,16 cargo run --release --example throughput
 //! ```
@@ -12,8 +12,11 @@
 //! Every thread runs the same fixed number of requests; a point's time is
 //! from the first thread's start to the last thread's end, so a lock cannot
 //! look fast by starving a thread. Each request holds the lock for ~100 ns of
-//! real work and does ~100 ns outside it (`support::work`). A point is the
-//! median of three runs (one for the strict lock, shown for comparison).
+//! real work and does ~100 ns outside it (`support::work`). A point is five
+//! paired rounds, each running every lock once back to back (the strict lock
+//! only in the first: it is shown for comparison); a lock's figure is its
+//! median, and the ratio is the median of the rounds' own ratios, so that
+//! the host's drift between runs cancels.
 //! Workloads:
 //!
 //! * `ri-fixed`: half the threads read, half take intent, each keeping its
@@ -52,50 +55,57 @@ const WORKLOADS: [Workload; 5] = [
 /// Total requests per point (split over the threads).
 const REQUESTS: u64 = 1_000_000;
 
-/// Runs one point: `threads` threads on lock `L`; returns acquisitions/s.
-fn point<L: Comparator>(w: &Workload, threads: usize, runs: usize) -> f64 {
+/// Runs one point once: `threads` threads on lock `L`; returns
+/// acquisitions/s.
+fn run_once<L: Comparator>(w: &Workload, threads: usize) -> f64 {
     let (inside, outside) = (Work::ns(100), Work::ns(100));
     let per_thread = REQUESTS / threads as u64;
-    let mut rates: Vec<f64> = (0..runs)
-        .map(|_| {
-            let lock = CachePadded::new(L::new());
-            let (elapsed, _) = support::run_threads(
-                threads,
-                |i| {
-                    let mut rng = Rng::new(i as u64 + 1);
-                    for _ in 0..per_thread {
-                        let class = match w.pct {
-                            None if i % 2 == 0 => Class::Read,
-                            None => Class::Intent,
-                            Some(pct) => support::Mix { name: w.id, pct }.pick(&mut rng),
-                        };
-                        lock.with(class, || inside.run());
-                        outside.run();
-                    }
-                },
-                || {},
-            );
-            (per_thread * threads as u64) as f64 / elapsed.as_secs_f64()
-        })
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+    let lock = CachePadded::new(L::new());
+    let (elapsed, _) = support::run_threads(
+        threads,
+        |i| {
+            let mut rng = Rng::new(i as u64 + 1);
+            for _ in 0..per_thread {
+                let class = match w.pct {
+                    None if i % 2 == 0 => Class::Read,
+                    None => Class::Intent,
+                    Some(pct) => support::Mix { name: w.id, pct }.pick(&mut rng),
+                };
+                lock.with(class, || inside.run());
+                outside.run();
+            }
+        },
+        || {},
+    );
+    (per_thread * threads as u64) as f64 / elapsed.as_secs_f64()
 }
 
-struct Row<'a> {
+/// One round of a point: every lock once, back to back, so that the
+/// machine's drift (other tenants of a shared host shift a point by ±40 %
+/// within seconds) hits all of them alike.
+struct Round<'a> {
     w: &'a Workload,
     threads: usize,
-    runs: usize,
+    /// Whether this round also runs the strict lock (the first round only:
+    /// it is shown for comparison, not judged, and its oversubscribed points
+    /// are slow).
+    strict: bool,
     cells: Vec<(&'static str, f64)>,
 }
 
-impl LockVisitor for Row<'_> {
+impl LockVisitor for Round<'_> {
     fn visit<L: Comparator>(&mut self) {
-        // The strict lock is shown for comparison, not judged: one run is
-        // enough, and its oversubscribed points are slow.
-        let runs = if L::NAME == <support::Ours<0>>::NAME { 1 } else { self.runs };
-        self.cells.push((L::NAME, point::<L>(self.w, self.threads, runs)));
+        if L::NAME == <support::Ours<0>>::NAME && !self.strict {
+            return;
+        }
+        self.cells.push((L::NAME, run_once::<L>(self.w, self.threads)));
     }
+}
+
+/// The median of `v` (not empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn main() {
@@ -106,12 +116,13 @@ fn main() {
         Err(_) if quick => vec![4],
         Err(_) => vec![1, 2, 4, 8, 16, 64, 256],
     };
-    let runs = if quick { 1 } else { 3 };
+    let runs = if quick { 1 } else { 5 };
     let mut out = String::new();
     let _ = writeln!(out, "# phase-lock throughput report\n");
     let _ = writeln!(
         out,
-        "machine: {}; commit: {}; {REQUESTS} requests per point, split over the threads; median of {runs} runs; \
+        "machine: {}; commit: {}; {REQUESTS} requests per point, split over the threads; {runs} paired rounds \
+         (every lock once per round); a lock's figure is its median, the ratio the median of the rounds' ratios; \
          ~100 ns inside, ~100 ns outside. Million acquisitions per second; ratio: ours (default patience) over the \
          better of std and parking_lot; strict: patience 0; unbiased: the default lock without the biased shared path.\n",
         support::machine(),
@@ -120,23 +131,39 @@ fn main() {
     for w in WORKLOADS.iter().filter(|w| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == w.id))) {
         let mut header = false;
         for &t in &threads {
-            let mut row = Row { w, threads: t, runs, cells: Vec::new() };
-            row.visit::<support::Ours>();
-            row.visit::<support::Ours<0>>();
-            row.visit::<support::OursUnbiased>();
-            row.visit::<StdRw>();
-            row.visit::<ParkingLotRw>();
+            let rounds: Vec<Vec<(&'static str, f64)>> = (0..runs)
+                .map(|r| {
+                    let mut round = Round { w, threads: t, strict: r == 0, cells: Vec::new() };
+                    round.visit::<support::Ours>();
+                    round.visit::<support::Ours<0>>();
+                    round.visit::<support::OursUnbiased>();
+                    round.visit::<StdRw>();
+                    round.visit::<ParkingLotRw>();
+                    round.cells
+                })
+                .collect();
+            let names: Vec<&str> = rounds[0].iter().map(|c| c.0).collect();
             if !header {
-                let names: Vec<_> = row.cells.iter().map(|c| c.0).collect();
                 let _ = writeln!(out, "\n### `{}`{}\n", w.id, if w.plain { " (plain)" } else { "" });
                 let _ = writeln!(out, "| threads | {} | ratio |", names.join(" | "));
                 let _ = writeln!(out, "|---:|{}---:|", "---:|".repeat(names.len()));
                 header = true;
             }
-            let n = row.cells.len();
-            let best_stock = row.cells[n - 2].1.max(row.cells[n - 1].1);
-            let cells: Vec<_> = row.cells.iter().map(|c| format!("{:.2}", c.1 / 1e6)).collect();
-            let line = format!("| {t} | {} | {:.2} |", cells.join(" | "), row.cells[0].1 / best_stock);
+            // Each lock's median over the rounds it ran in; the ratio is the
+            // median of the rounds' own ratios (ours over the better stock
+            // lock of the same round).
+            let rate = |name: &str| median(rounds.iter().flatten().filter(|c| c.0 == name).map(|c| c.1).collect());
+            let ratio = median(
+                rounds
+                    .iter()
+                    .map(|r| {
+                        let of = |name: &str| r.iter().find(|c| c.0 == name).map_or(f64::NAN, |c| c.1);
+                        of(<support::Ours>::NAME) / of(StdRw::NAME).max(of(ParkingLotRw::NAME))
+                    })
+                    .collect(),
+            );
+            let cells: Vec<_> = names.iter().map(|n| format!("{:.2}", rate(n) / 1e6)).collect();
+            let line = format!("| {t} | {} | {ratio:.2} |", cells.join(" | "));
             eprintln!("{} {line}", w.id);
             let _ = writeln!(out, "{line}");
         }
