@@ -71,13 +71,20 @@ impl SpinWait {
     /// entry, a window about as long as the work done outside the lock. A
     /// request that checks every 2^n hints sleeps through most of those
     /// windows; one that checks after every hint catches them, for the same
-    /// microsecond of spinning. Measured on 2 cores against the better stock
-    /// lock, paired rounds, 2–16 threads: with four backing-off rounds
-    /// (2 + 4 + 8 + 16 hints) read/write 50/50 ran at 0.79–0.86× and
-    /// threads of fixed kinds (read against intent) at 0.79× on 2 threads;
-    /// with 30 single-hint polls, 0.96–0.98× and 1.01×; read/write 90/10
-    /// went from 0.88–0.96× to 0.94–1.00×. Before that (spinning alone, no
-    /// yields) 90/10 ran at 0.36–0.66×.
+    /// microsecond of spinning. Measured with `examples/throughput.rs`
+    /// (paired rounds, ratio to the better stock lock) on 2 cores at 2, 4,
+    /// 8 and 16 threads (`PHASE_LOCK_THROUGHPUT_ONLY=ri-fixed,rw-90-10,rw-50-50
+    /// PHASE_LOCK_THROUGHPUT_THREADS=2,4,8,16`), on the same tree but for
+    /// this file (the backing-off one is `git show c05bc6b:src/park.rs`):
+    /// backing off, read/write 50/50 ran at 0.75–0.98× (0.81× on
+    /// 2 threads), 90/10 at 0.87–0.90× (1.16× at 16 in a disturbed round),
+    /// one reader against one intent holder at 0.84×, and fixed kinds at 4–16
+    /// threads at 1.30–1.41×; polling, 1.01–1.04×, 0.89–0.97×, 0.94×, and
+    /// 1.29–1.36×. The trade: a few percent of the fixed-kind points at 8–16
+    /// threads, where a waiting kind gains nothing from catching a window
+    /// (the running kind's holders overlap) and its polls take processor
+    /// time from them. Before that, spinning alone with no yields gave 90/10
+    /// 0.36–0.66×.
     pub(crate) const fn before_queueing() -> Self {
         SpinWait { counter: 0, spin_rounds: 30, yield_rounds: 7, backoff: false }
     }
