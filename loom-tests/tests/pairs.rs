@@ -1,0 +1,118 @@
+//! Two-thread loom models of `RawPhaseLock`: each keeps one race of a
+//! three-thread model of `lock.rs`, small enough that the deeper run
+//! (`LOOM_MAX_PREEMPTIONS=3`, README "Verification") finishes in minutes.
+//! The three-thread models stay in `lock.rs`, checked at two preemptions.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use loom_tests::{assert_idle, bump, model, read_value};
+use phase_lock::*;
+
+type Lock = loom_tests::Lock<RawPhaseLock>;
+
+fn new_lock() -> Arc<Lock> {
+    loom_tests::new_lock(RawPhaseLock::new())
+}
+
+/// From `downgrades_keep_writers_out`: a reader that queued behind a writer
+/// joins the phase the writer downgrades to, and sees its write.
+#[test]
+fn downgrade_admits_a_queued_reader() {
+    model(|| {
+        let lock = new_lock();
+        let w = lock.write();
+        let l = lock.clone();
+        let r = thread::spawn(move || read_value(&l.read()));
+        bump(&w);
+        let d = lock_api::RwLockWriteGuard::downgrade(w);
+        assert_eq!(read_value(&d), 1);
+        drop(d);
+        assert_eq!(r.join().unwrap(), 1);
+        assert_idle(&lock);
+    });
+}
+
+/// From `downgrades_keep_writers_out`: a writer that queued behind a writer
+/// stays out of the read phase that writer downgrades to.
+#[test]
+fn downgrade_keeps_a_queued_writer_out() {
+    model(|| {
+        let lock = new_lock();
+        let w = lock.write();
+        let l = lock.clone();
+        let w2 = thread::spawn(move || bump(&l.write()));
+        bump(&w);
+        let d = lock_api::RwLockWriteGuard::downgrade(w);
+        // The second writer would race this read if it got in.
+        assert_eq!(read_value(&d), 1);
+        drop(d);
+        w2.join().unwrap();
+        assert_eq!(read_value(&lock.read()), 2);
+        assert_idle(&lock);
+    });
+}
+
+/// From `handoffs_between_all_three_kinds`: intent and write hand the lock
+/// to each other, in either order.
+#[test]
+fn intent_and_write_hand_off() {
+    model(|| {
+        let lock = new_lock();
+        let l = lock.clone();
+        let w = thread::spawn(move || bump(&l.write()));
+        bump(&lock.intent());
+        w.join().unwrap();
+        assert_eq!(read_value(&lock.read()), 2);
+        assert_idle(&lock);
+    });
+}
+
+/// From `writers_exclude_everyone`: two writers exclude each other.
+#[test]
+fn two_writers_exclude_each_other() {
+    model(|| {
+        let lock = new_lock();
+        let l = lock.clone();
+        let w = thread::spawn(move || bump(&l.write()));
+        bump(&lock.write());
+        w.join().unwrap();
+        assert_eq!(read_value(&lock.read()), 2);
+        assert_idle(&lock);
+    });
+}
+
+/// From `writers_exclude_everyone`: a reader and a writer exclude each
+/// other, and the reader sees the write or nothing of it.
+#[test]
+fn reader_and_writer_exclude_each_other() {
+    model(|| {
+        let lock = new_lock();
+        let l = lock.clone();
+        let r = thread::spawn(move || read_value(&l.read()));
+        bump(&lock.write());
+        assert!(r.join().unwrap() <= 1);
+        assert_eq!(read_value(&lock.read()), 1);
+        assert_idle(&lock);
+    });
+}
+
+/// From `patience_runs_out_while_a_release_and_an_arrival_race` (patience.rs):
+/// an intent request queues behind a reader, its patience may run out (the
+/// lock turns strict) at any point, and the reader releases. Under loom a
+/// patience wait yields once and then runs out, so the model explores the
+/// switch to strict before, during and after the release.
+#[test]
+fn patience_runs_out_while_the_holder_releases() {
+    model(|| {
+        let lock = new_lock();
+        let g = lock.read();
+        let l = lock.clone();
+        let i = thread::spawn(move || bump(&l.intent()));
+        assert_eq!(read_value(&g), 0);
+        drop(g);
+        i.join().unwrap();
+        assert_eq!(read_value(&lock.read()), 1);
+        assert_idle(&lock);
+    });
+}
