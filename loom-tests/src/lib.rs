@@ -51,3 +51,19 @@ pub fn assert_idle<R: lock_api::RawRwLock>(lock: &Lock<R>) {
     assert!(!lock.is_locked());
     assert!(lock.try_write().is_some(), "a waiting flag or a hold was left behind");
 }
+
+/// A reader (on a new thread) and a writer race for `lock`, whose cell holds
+/// 0: they exclude each other, the reader sees the write or nothing of it,
+/// and the lock ends idle. `pairs.rs` runs it on a fresh lock, `bias.rs` on
+/// a lock biased toward read (the reader publishes while the writer revokes).
+pub fn reader_races_a_writer<R>(lock: loom::sync::Arc<Lock<R>>)
+where
+    R: lock_api::RawRwLock + Send + Sync + 'static,
+{
+    let l = lock.clone();
+    let r = loom::thread::spawn(move || read_value(&l.read()));
+    bump(&lock.write());
+    assert!(r.join().unwrap() <= 1);
+    assert_eq!(read_value(&lock.read()), 1);
+    assert_idle(&lock);
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{assert_idle, bump, model, read_value};
+use loom_tests::{assert_idle, bump, model, read_value, reader_races_a_writer};
 use phase_lock::*;
 
 type Lock = loom_tests::Lock<RawPhaseLock>;
@@ -31,15 +31,7 @@ fn biased_lock(intent: bool) -> Arc<Lock> {
 /// bias gone and takes the counted path. Never both inside.
 #[test]
 fn a_publishing_reader_races_a_revoking_writer() {
-    model(|| {
-        let lock = biased_lock(false);
-        let l = lock.clone();
-        let r = thread::spawn(move || read_value(&l.read()));
-        bump(&lock.write());
-        assert!(r.join().unwrap() <= 1);
-        assert_eq!(read_value(&lock.read()), 1);
-        assert_idle(&lock);
-    });
+    model(|| reader_races_a_writer(biased_lock(false)));
 }
 
 /// The same race between the two shared kinds: an intent holder (which

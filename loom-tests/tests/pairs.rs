@@ -6,7 +6,7 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{assert_idle, bump, model, read_value};
+use loom_tests::{assert_idle, bump, model, read_value, reader_races_a_writer};
 use phase_lock::*;
 
 type Lock = loom_tests::Lock<RawPhaseLock>;
@@ -86,15 +86,7 @@ fn two_writers_exclude_each_other() {
 /// other, and the reader sees the write or nothing of it.
 #[test]
 fn reader_and_writer_exclude_each_other() {
-    model(|| {
-        let lock = new_lock();
-        let l = lock.clone();
-        let r = thread::spawn(move || read_value(&l.read()));
-        bump(&lock.write());
-        assert!(r.join().unwrap() <= 1);
-        assert_eq!(read_value(&lock.read()), 1);
-        assert_idle(&lock);
-    });
+    model(|| reader_races_a_writer(new_lock()));
 }
 
 /// From `patience_runs_out_while_a_release_and_an_arrival_race` (patience.rs):
