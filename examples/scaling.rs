@@ -122,9 +122,7 @@ fn revocation_ns() -> f64 {
 
 /// The median of `runs` runs of `f`.
 fn median(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
-    let mut v: Vec<f64> = (0..runs).map(|_| f()).collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    support::median((0..runs).map(|_| f()).collect())
 }
 
 /// The smallest of `runs` runs of `f`.

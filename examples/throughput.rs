@@ -33,7 +33,7 @@ mod support;
 use std::fmt::Write as _;
 
 use crossbeam_utils::CachePadded;
-use support::{Class, Comparator, LockVisitor, ParkingLotRw, Rng, StdRw, Work};
+use support::{Class, Comparator, LockVisitor, ParkingLotRw, Rng, StdRw, Work, median};
 
 /// One workload.
 struct Workload {
@@ -100,12 +100,6 @@ impl LockVisitor for Round<'_> {
         }
         self.cells.push((L::NAME, run_once::<L>(self.w, self.threads)));
     }
-}
-
-/// The median of `v` (not empty).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -12,8 +12,8 @@
 //! * the critical-section [`work`] and its calibration ([`Work`]);
 //! * the operation [`Mix`]es and the per-thread random source ([`Rng`]);
 //! * the thread driver with a barrier start ([`run_threads`]);
-//! * where reports are written ([`report_dir`]) and the quick-mode knob
-//!   ([`quick`]);
+//! * where reports are written ([`report_dir`]), the quick-mode knob
+//!   ([`quick`]) and the [`median`] of repeated runs;
 //! * the benchmark sample recorder ([`record`], [`estimate_ns`]) that lets the
 //!   benchmarks print ratio tables after criterion has run.
 //!
@@ -533,6 +533,13 @@ pub fn contended_ops<L: Comparator>(lock: &L, mix: &Mix, inside: Work, outside: 
         lock.with(class, || inside.run());
         outside.run();
     }
+}
+
+/// The median of `v` (not empty): the middle value after sorting, the upper
+/// one of the two middles for an even count.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// `true` when quick mode is asked for: the environment variable
