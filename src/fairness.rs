@@ -99,7 +99,7 @@
 //!   strict batch, and returns `None`) or finds itself unlinked by a handoff,
 //!   in which case it owns the lock and returns it. If the lock is empty with
 //!   a handoff pending, the leaving waiter only unlinks itself, and the
-//!   releaser recomputes the bits a moment later (`settle` in raw.rs).
+//!   releaser recomputes the bits a moment later (`settle` in raw/handoff.rs).
 
 use crate::state::{HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, holding_kind};
 

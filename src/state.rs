@@ -37,7 +37,7 @@
 //! At most one of the three holder fields is non-zero at any time: that is the
 //! lock's exclusion invariant. The lock is *free* when all three are zero.
 //! The waiting bits always equal the set of kinds present in the wait queue
-//! (or, for a moment, a superset: see `settle` in raw.rs); they, `LAST`,
+//! (or, for a moment, a superset: see `settle` in raw/handoff.rs); they, `LAST`,
 //! `OPEN` and `STRICT` change only while `QUEUE_LOCKED` is held, and `OPEN`
 //! and `STRICT` are set only while a waiting bit is. Because `LAST` is kept
 //! only while somebody waits, an uncontended free lock is exactly `0`, and the
