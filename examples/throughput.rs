@@ -20,7 +20,10 @@
 //! Workloads:
 //!
 //! * `ri-fixed`: half the threads read, half take intent, each keeping its
-//!   kind (the fairness report's `read-intent-2-2` at 4 threads);
+//!   kind (the fairness report's `read-intent-2-2` at 4 threads). Beside it,
+//!   our lock with the same threads all reading, and its ratio to the better
+//!   stock lock (`ceiling`): no lock can beat that rate, since read and
+//!   intent holders never overlap (`CEILING`);
 //! * `ri-50-50`: read or intent drawn per request;
 //! * `read-only`, `rw-90-10`, `rw-50-50`: the plain rwlock mixes.
 //!
@@ -51,6 +54,13 @@ const WORKLOADS: [Workload; 5] = [
     Workload { id: "rw-90-10", pct: Some([90, 0, 10]), plain: true },
     Workload { id: "rw-50-50", pct: Some([50, 0, 50]), plain: true },
 ];
+
+/// The `ri-fixed` column of our lock with every thread reading. Read and
+/// intent holders never overlap, so no lock runs `ri-fixed` faster than its
+/// threads run a single shared kind: this rate bounds every lock's, and its
+/// ratio to the better stock lock (the `ceiling` column) bounds the ratio any
+/// lock can reach on this machine.
+const CEILING: &str = "all reading (ours)";
 
 /// Total requests per point (split over the threads).
 const REQUESTS: u64 = 1_000_000;
@@ -99,6 +109,11 @@ impl LockVisitor for Round<'_> {
             return;
         }
         self.cells.push((L::NAME, run_once::<L>(self.w, self.threads)));
+        if self.w.pct.is_none() && L::NAME == <support::Ours>::NAME {
+            // The same threads all reading: what `ri-fixed` would reach if
+            // changing kind cost nothing (see `CEILING`).
+            self.cells.push((CEILING, run_once::<L>(&WORKLOADS[2], self.threads)));
+        }
     }
 }
 
@@ -139,25 +154,35 @@ fn main() {
             let names: Vec<&str> = rounds[0].iter().map(|c| c.0).collect();
             if !header {
                 let _ = writeln!(out, "\n### `{}`{}\n", w.id, if w.plain { " (plain)" } else { "" });
-                let _ = writeln!(out, "| threads | {} | ratio |", names.join(" | "));
-                let _ = writeln!(out, "|---:|{}---:|", "---:|".repeat(names.len()));
+                let ceiling_col = if names.contains(&CEILING) { " ceiling |" } else { "" };
+                let _ = writeln!(out, "| threads | {} | ratio |{ceiling_col}", names.join(" | "));
+                let _ = writeln!(
+                    out,
+                    "|---:|{}---:|{}",
+                    "---:|".repeat(names.len()),
+                    if ceiling_col.is_empty() { "" } else { "---:|" }
+                );
                 header = true;
             }
             // Each lock's median over the rounds it ran in; the ratio is the
             // median of the rounds' own ratios (ours over the better stock
             // lock of the same round).
             let rate = |name: &str| median(rounds.iter().flatten().filter(|c| c.0 == name).map(|c| c.1).collect());
-            let ratio = median(
-                rounds
-                    .iter()
-                    .map(|r| {
-                        let of = |name: &str| r.iter().find(|c| c.0 == name).map_or(f64::NAN, |c| c.1);
-                        of(<support::Ours>::NAME) / of(StdRw::NAME).max(of(ParkingLotRw::NAME))
-                    })
-                    .collect(),
-            );
+            let ratio_of = |lock: &str| {
+                median(
+                    rounds
+                        .iter()
+                        .map(|r| {
+                            let of = |name: &str| r.iter().find(|c| c.0 == name).map_or(f64::NAN, |c| c.1);
+                            of(lock) / of(StdRw::NAME).max(of(ParkingLotRw::NAME))
+                        })
+                        .collect(),
+                )
+            };
+            let ratio = ratio_of(<support::Ours>::NAME);
+            let ceiling = if names.contains(&CEILING) { format!(" {:.2} |", ratio_of(CEILING)) } else { String::new() };
             let cells: Vec<_> = names.iter().map(|n| format!("{:.2}", rate(n) / 1e6)).collect();
-            let line = format!("| {t} | {} | {ratio:.2} |", cells.join(" | "));
+            let line = format!("| {t} | {} | {ratio:.2} |{ceiling}", cells.join(" | "));
             eprintln!("{} {line}", w.id);
             let _ = writeln!(out, "{line}");
         }
