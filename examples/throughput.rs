@@ -23,7 +23,9 @@
 //!   kind (the fairness report's `read-intent-2-2` at 4 threads). Beside it,
 //!   our lock with the same threads all reading, and its ratio to the better
 //!   stock lock (`ceiling`): no lock can beat that rate, since read and
-//!   intent holders never overlap (`CEILING`);
+//!   intent holders never overlap (`CEILING`); and the share of its shared
+//!   acquisitions that went through the bias table (`published`, one
+//!   extra run on the raw lock);
 //! * `ri-50-50`: read or intent drawn per request;
 //! * `read-only`, `rw-90-10`, `rw-50-50`: the plain rwlock mixes.
 //!
@@ -90,6 +92,39 @@ fn run_once<L: Comparator>(w: &Workload, threads: usize) -> f64 {
     (per_thread * threads as u64) as f64 / elapsed.as_secs_f64()
 }
 
+/// The share of `ri-fixed`'s shared acquisitions on our default lock that
+/// went through the bias table (`SharedHold::is_published`), from one run of
+/// the workload on the raw lock.
+fn published_share(threads: usize) -> f64 {
+    use phase_lock::{RawIntent, RawPhaseLock, RawRwLock};
+    let (inside, outside) = (Work::ns(100), Work::ns(100));
+    let per_thread = REQUESTS / threads as u64;
+    let lock = CachePadded::new(RawPhaseLock::new());
+    let (_, published) = support::run_threads(
+        threads,
+        |i| {
+            let mut published = 0u64;
+            for _ in 0..per_thread {
+                let hold = if i % 2 == 0 { lock.lock_shared() } else { lock.lock_intent() };
+                published += u64::from(hold.is_published());
+                inside.run();
+                // SAFETY: `hold` is the acquisition just taken, of this kind.
+                unsafe {
+                    if i % 2 == 0 {
+                        lock.unlock_shared(hold);
+                    } else {
+                        lock.unlock_intent(hold);
+                    }
+                }
+                outside.run();
+            }
+            published
+        },
+        || {},
+    );
+    published.iter().sum::<u64>() as f64 / (per_thread * threads as u64) as f64
+}
+
 /// One round of a point: every lock once, back to back, so that the
 /// machine's drift (other tenants of a shared host shift a point by ±40 %
 /// within seconds) hits all of them alike.
@@ -154,13 +189,13 @@ fn main() {
             let names: Vec<&str> = rounds[0].iter().map(|c| c.0).collect();
             if !header {
                 let _ = writeln!(out, "\n### `{}`{}\n", w.id, if w.plain { " (plain)" } else { "" });
-                let ceiling_col = if names.contains(&CEILING) { " ceiling |" } else { "" };
+                let ceiling_col = if names.contains(&CEILING) { " ceiling | published |" } else { "" };
                 let _ = writeln!(out, "| threads | {} | ratio |{ceiling_col}", names.join(" | "));
                 let _ = writeln!(
                     out,
                     "|---:|{}---:|{}",
                     "---:|".repeat(names.len()),
-                    if ceiling_col.is_empty() { "" } else { "---:|" }
+                    if ceiling_col.is_empty() { "" } else { "---:|---:|" }
                 );
                 header = true;
             }
@@ -180,7 +215,11 @@ fn main() {
                 )
             };
             let ratio = ratio_of(<support::Ours>::NAME);
-            let ceiling = if names.contains(&CEILING) { format!(" {:.2} |", ratio_of(CEILING)) } else { String::new() };
+            let ceiling = if names.contains(&CEILING) {
+                format!(" {:.2} | {:.0} % |", ratio_of(CEILING), 100.0 * published_share(t))
+            } else {
+                String::new()
+            };
             let cells: Vec<_> = names.iter().map(|n| format!("{:.2}", rate(n) / 1e6)).collect();
             let line = format!("| {t} | {} | {ratio:.2} |{ceiling}", cells.join(" | "));
             eprintln!("{} {line}", w.id);
