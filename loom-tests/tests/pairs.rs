@@ -108,3 +108,80 @@ fn patience_runs_out_while_the_holder_releases() {
         assert_idle(&lock);
     });
 }
+
+/// A raw lock on the heap that a model thread may free (`Box::from_raw`).
+struct Freeable(*const RawPhaseLock);
+
+// SAFETY: the pointer is used under the protocol the models below check.
+unsafe impl Send for Freeable {}
+
+impl Freeable {
+    fn new() -> (Freeable, Freeable) {
+        let p: *const RawPhaseLock = Box::into_raw(Box::new(RawPhaseLock::new()));
+        (Freeable(p), Freeable(p))
+    }
+
+    /// The lock.
+    fn get(&self) -> &RawPhaseLock {
+        // SAFETY: the box is alive until the thread that frees it, holding
+        // the lock after every other user is done with it, frees it.
+        unsafe { &*self.0 }
+    }
+
+    /// Frees the lock: nobody else uses it any more.
+    fn free(self) {
+        // SAFETY: the box came from Box::into_raw, and the caller is its
+        // last user.
+        drop(unsafe { Box::from_raw(self.0.cast_mut()) });
+    }
+}
+
+/// From `lock_freed_by_its_next_holder` (lock.rs): a writer queued behind a
+/// writer is handed the lock, releases it and frees it at once. The first
+/// writer's release must not touch the lock once the handoff has made it
+/// the second's (loom fails the model on any access to the freed lock).
+#[test]
+fn lock_freed_by_the_waiter_it_was_handed_to() {
+    model(|| {
+        let (mine, theirs) = Freeable::new();
+        let held = mine.get().lock_exclusive();
+        let f = thread::spawn(move || {
+            let g = theirs.get().lock_exclusive();
+            // SAFETY: we hold the acquisition we release.
+            unsafe { theirs.get().unlock_exclusive(g) };
+            theirs.free();
+        });
+        // SAFETY: we hold the write acquisition taken above.
+        unsafe { mine.get().unlock_exclusive(held) };
+        f.join().unwrap();
+    });
+}
+
+/// From `lock_freed_by_its_next_holder`: a timed writer races the holder's
+/// release. If the handoff reaches it in time, it frees the lock at once;
+/// if it times out, the holder frees the lock after it. Either way neither
+/// thread touches the lock after the other may have freed it.
+#[test]
+fn lock_freed_by_a_timed_waiter() {
+    model(|| {
+        let (mine, theirs) = Freeable::new();
+        let held = mine.get().lock_exclusive();
+        let t = thread::spawn(move || {
+            match theirs.get().try_lock_exclusive_for(std::time::Duration::from_secs(1)) {
+                Some(g) => {
+                    // SAFETY: we hold the acquisition we release.
+                    unsafe { theirs.get().unlock_exclusive(g) };
+                    theirs.free();
+                    None
+                }
+                // Timed out: the holder is still a user; it frees the lock.
+                None => Some(theirs),
+            }
+        });
+        // SAFETY: we hold the write acquisition taken above.
+        unsafe { mine.get().unlock_exclusive(held) };
+        if let Some(lock) = t.join().unwrap() {
+            lock.free();
+        }
+    });
+}
