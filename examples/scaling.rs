@@ -264,7 +264,7 @@ fn main() {
     let revoke = median(if quick { 5 } else { 25 }, revocation_ns);
     let _ = writeln!(out, "\n## Revocation (a try_write on an idle biased lock)\n");
     let line = format!(
-        "- {revoke:.0} ns to revoke and enter (median), against {:.1} ns for an uncontended write lock + unlock: one scan of the 8 KiB table",
+        "- {revoke:.0} ns to revoke and enter (median), against {:.1} ns for an uncontended write lock + unlock (median round): one scan of the 8 KiB table",
         support::median(times.iter().map(|r| r[0][2]).collect())
     );
     eprintln!("{line}");
