@@ -67,3 +67,40 @@ where
     assert_eq!(read_value(&lock.read()), 1);
     assert_idle(&lock);
 }
+
+/// A raw lock on the heap that a model thread may free: every handle
+/// ([`Freeable::share`]) can reach the lock, and whichever thread is its last
+/// user frees it. loom fails a model on any access to the lock after that,
+/// which is how the lock-freeing models catch a release that touches the
+/// lock after its handoff.
+pub struct Freeable<R>(*const R);
+
+// SAFETY: a handle is only a pointer; the models use it under the protocol
+// they check (nobody touches the lock after its last user freed it).
+unsafe impl<R: Sync> Send for Freeable<R> {}
+
+impl<R> Freeable<R> {
+    /// Moves `raw` to the heap; returns the first handle to it.
+    pub fn new(raw: R) -> Freeable<R> {
+        Freeable(Box::into_raw(Box::new(raw)))
+    }
+
+    /// Another handle to the same lock.
+    pub fn share(&self) -> Freeable<R> {
+        Freeable(self.0)
+    }
+
+    /// The lock.
+    pub fn get(&self) -> &R {
+        // SAFETY: the box is alive until the thread that frees it, holding
+        // the lock after every other user is done with it, frees it.
+        unsafe { &*self.0 }
+    }
+
+    /// Frees the lock. The caller is its last user: nobody touches it again.
+    pub fn free(self) {
+        // SAFETY: the box came from Box::into_raw, and by the caller's
+        // contract nobody uses it any more.
+        drop(unsafe { Box::from_raw(self.0.cast_mut()) });
+    }
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{assert_idle, bump, model, read_value};
+use loom_tests::{Freeable, assert_idle, bump, model, read_value};
 use phase_lock::*;
 
 type Lock = loom_tests::Lock<RawPhaseLock>;
@@ -187,19 +187,13 @@ fn downgrade_to_intent_keeps_readers_out() {
 #[test]
 fn lock_freed_by_its_next_holder() {
     model(|| {
-        struct Shared(*const RawPhaseLock);
-        // SAFETY: the pointer is used under the protocol this test checks.
-        unsafe impl Send for Shared {}
-        let lock: *const RawPhaseLock = Box::into_raw(Box::new(RawPhaseLock::new()));
-        // SAFETY (for every dereference of `lock` below): the box is alive
-        // until the freeing thread, holding the lock after every other user
-        // is done with it, frees it.
-        let held = unsafe { &*lock }.lock_exclusive();
+        let mine = Freeable::new(RawPhaseLock::new());
+        let held = mine.get().lock_exclusive();
+        let (timed, freer) = (mine.share(), mine.share());
         let timed_done = Arc::new(loom::sync::atomic::AtomicBool::new(false));
-        let (timed, freer, done) = (Shared(lock), Shared(lock), timed_done.clone());
+        let done = timed_done.clone();
         let t = thread::spawn(move || {
-            let timed = timed;
-            let l = unsafe { &*timed.0 };
+            let l = timed.get();
             if let Some(g) = l.try_lock_exclusive_for(Duration::from_secs(1)) {
                 // SAFETY: we hold the acquisition we release.
                 unsafe { l.unlock_exclusive(g) };
@@ -207,8 +201,7 @@ fn lock_freed_by_its_next_holder() {
             done.store(true, loom::sync::atomic::Ordering::Release);
         });
         let f = thread::spawn(move || {
-            let freer = freer;
-            let l = unsafe { &*freer.0 };
+            let l = freer.get();
             let g = l.lock_exclusive();
             // The last user: wait until the timed waiter has left the lock.
             while !timed_done.load(loom::sync::atomic::Ordering::Acquire) {
@@ -216,11 +209,10 @@ fn lock_freed_by_its_next_holder() {
             }
             // SAFETY: we hold the acquisition we release.
             unsafe { l.unlock_exclusive(g) };
-            // SAFETY: nobody uses the lock any more; the box came from Box::into_raw.
-            drop(unsafe { Box::from_raw(freer.0.cast_mut()) });
+            freer.free();
         });
         // SAFETY: we hold the write acquisition taken above.
-        unsafe { (*lock).unlock_exclusive(held) };
+        unsafe { mine.get().unlock_exclusive(held) };
         t.join().unwrap();
         f.join().unwrap();
     });

@@ -6,7 +6,7 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{assert_idle, bump, model, read_value, reader_races_a_writer};
+use loom_tests::{Freeable, assert_idle, bump, model, read_value, reader_races_a_writer};
 use phase_lock::*;
 
 type Lock = loom_tests::Lock<RawPhaseLock>;
@@ -109,33 +109,6 @@ fn patience_runs_out_while_the_holder_releases() {
     });
 }
 
-/// A raw lock on the heap that a model thread may free (`Box::from_raw`).
-struct Freeable(*const RawPhaseLock);
-
-// SAFETY: the pointer is used under the protocol the models below check.
-unsafe impl Send for Freeable {}
-
-impl Freeable {
-    fn new() -> (Freeable, Freeable) {
-        let p: *const RawPhaseLock = Box::into_raw(Box::new(RawPhaseLock::new()));
-        (Freeable(p), Freeable(p))
-    }
-
-    /// The lock.
-    fn get(&self) -> &RawPhaseLock {
-        // SAFETY: the box is alive until the thread that frees it, holding
-        // the lock after every other user is done with it, frees it.
-        unsafe { &*self.0 }
-    }
-
-    /// Frees the lock: nobody else uses it any more.
-    fn free(self) {
-        // SAFETY: the box came from Box::into_raw, and the caller is its
-        // last user.
-        drop(unsafe { Box::from_raw(self.0.cast_mut()) });
-    }
-}
-
 /// From `lock_freed_by_its_next_holder` (lock.rs): a writer queued behind a
 /// writer is handed the lock, releases it and frees it at once. The first
 /// writer's release must not touch the lock once the handoff has made it
@@ -143,7 +116,8 @@ impl Freeable {
 #[test]
 fn lock_freed_by_the_waiter_it_was_handed_to() {
     model(|| {
-        let (mine, theirs) = Freeable::new();
+        let mine = Freeable::new(RawPhaseLock::new());
+        let theirs = mine.share();
         let held = mine.get().lock_exclusive();
         let f = thread::spawn(move || {
             let g = theirs.get().lock_exclusive();
@@ -164,7 +138,8 @@ fn lock_freed_by_the_waiter_it_was_handed_to() {
 #[test]
 fn lock_freed_by_a_timed_waiter() {
     model(|| {
-        let (mine, theirs) = Freeable::new();
+        let mine = Freeable::new(RawPhaseLock::new());
+        let theirs = mine.share();
         let held = mine.get().lock_exclusive();
         let t = thread::spawn(move || {
             match theirs.get().try_lock_exclusive_for(std::time::Duration::from_secs(1)) {
