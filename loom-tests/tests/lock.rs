@@ -190,30 +190,27 @@ fn lock_freed_by_its_next_holder() {
         let mine = Freeable::new(RawPhaseLock::new());
         let held = mine.get().lock_exclusive();
         let (timed, freer) = (mine.share(), mine.share());
-        let timed_done = Arc::new(loom::sync::atomic::AtomicBool::new(false));
-        let done = timed_done.clone();
         let t = thread::spawn(move || {
             let l = timed.get();
             if let Some(g) = l.try_lock_exclusive_for(Duration::from_secs(1)) {
                 // SAFETY: we hold the acquisition we release.
                 unsafe { l.unlock_exclusive(g) };
             }
-            done.store(true, loom::sync::atomic::Ordering::Release);
         });
         let f = thread::spawn(move || {
             let l = freer.get();
             let g = l.lock_exclusive();
             // The last user: wait until the timed waiter has left the lock.
-            while !timed_done.load(loom::sync::atomic::Ordering::Acquire) {
-                thread::yield_now();
-            }
+            // A join, not a spin on a flag: if the timed waiter could never
+            // leave (a lost wake-up), loom reports a deadlock rather than a
+            // spin that runs into its branch limit.
+            t.join().unwrap();
             // SAFETY: we hold the acquisition we release.
             unsafe { l.unlock_exclusive(g) };
             freer.free();
         });
         // SAFETY: we hold the write acquisition taken above.
         unsafe { mine.get().unlock_exclusive(held) };
-        t.join().unwrap();
         f.join().unwrap();
     });
 }
