@@ -16,7 +16,7 @@
 //! Mutex + Condvar group lock).
 //!
 //! Each request holds the lock for about 0 ns, 100 ns or 1 µs of real work
-//! ([`support::work`], calibrated at start-up) and then does the same amount
+//! ([`reports::work`], calibrated at start-up) and then does the same amount
 //! of work outside the lock. One criterion iteration is one request of any
 //! thread, so criterion's time per iteration is the inverse of the total
 //! throughput. Each `iter_custom` call spawns the threads, releases them
@@ -25,16 +25,19 @@
 //!
 //! After criterion has run, the benchmark prints throughput tables and the
 //! goal ratios, and writes them to `target/phase-lock-report/contended.md`.
+//!
+//! The lock adapters, the workloads and the sample recorder are the library
+//! of the workspace member `phase-lock-reports` (a dev-dependency), which
+//! the report tools share.
 
-#[path = "support/mod.rs"]
-mod support;
+use phase_lock_reports as reports;
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 use crossbeam_utils::CachePadded;
-use support::{Comparator, LockVisitor, MIXES, Mix, Work};
+use reports::{Comparator, LockVisitor, MIXES, Mix, Work};
 
 /// The matrix this run measures.
 struct Plan {
@@ -45,7 +48,7 @@ struct Plan {
 
 impl Plan {
     fn get() -> Plan {
-        if support::quick() {
+        if reports::quick() {
             Plan { threads: vec![1, 4], work_ns: vec![100], samples: 10 }
         } else {
             Plan { threads: vec![1, 2, 4, 8, 16], work_ns: vec![0, 100, 1000], samples: 10 }
@@ -80,16 +83,16 @@ impl LockVisitor for Register<'_, '_> {
                 b.iter_custom(|iters| {
                     let lock = CachePadded::new(L::new());
                     let per_thread = iters.div_ceil(threads as u64);
-                    let (elapsed, _) = support::run_threads(
+                    let (elapsed, _) = reports::run_threads(
                         threads,
-                        |i| support::contended_ops(&*lock, &mix, work, work, per_thread, i as u64 + 1),
+                        |i| reports::contended_ops(&*lock, &mix, work, work, per_thread, i as u64 + 1),
                         || {},
                     );
                     // Every thread ran `per_thread` requests: report the time
                     // per request actually made.
                     let done = per_thread * threads as u64;
                     let scaled = elapsed.mul_f64(iters as f64 / done as f64);
-                    support::record(&id, iters, scaled);
+                    reports::samples::record(&id, iters, scaled);
                     scaled
                 })
             });
@@ -112,7 +115,8 @@ impl LockVisitor for Collect<'_> {
             .threads
             .iter()
             .map(|&t| {
-                support::estimate_ns(&bench_id(&self.mix, self.work, L::NAME, t), self.plan.samples).map(|ns| 1e3 / ns)
+                reports::samples::estimate_ns(&bench_id(&self.mix, self.work, L::NAME, t), self.plan.samples)
+                    .map(|ns| 1e3 / ns)
             })
             .collect();
         self.rows.push((L::NAME, mops));
@@ -123,7 +127,7 @@ impl LockVisitor for Collect<'_> {
 fn summary(plan: &Plan) {
     let mut out = String::new();
     let _ = writeln!(out, "Contended throughput, million lock acquisitions per second (all threads together)\n");
-    let _ = writeln!(out, "machine: {}; commit: {}\n", support::machine(), support::git_commit());
+    let _ = writeln!(out, "machine: {}; commit: {}\n", reports::machine(), reports::git_commit());
     let _ = writeln!(
         out,
         "ratio: ours / best of std and parking_lot (two-class mixes: they take the write lock for intent). \
@@ -134,9 +138,9 @@ fn summary(plan: &Plan) {
             let work = Work { nominal_ns: ns, units: 0 };
             let mut c = Collect { mix: *mix, work, plan, rows: Vec::new() };
             if mix.has_intent() {
-                support::visit_two_class(&mut c);
+                reports::visit_two_class(&mut c);
             } else {
-                support::visit_plain(&mut c);
+                reports::visit_plain(&mut c);
             }
             if c.rows.iter().all(|r| r.1.iter().all(Option::is_none)) {
                 continue;
@@ -154,11 +158,11 @@ fn summary(plan: &Plan) {
                     let _ = write!(out, " {} |", v[i].map_or("–".to_owned(), |v| format!("{v:.2}")));
                 }
                 let get = |n: &str| c.rows.iter().find(|r| r.0 == n).and_then(|r| r.1[i]);
-                let best = [support::StdRw::NAME, support::ParkingLotRw::NAME]
+                let best = [reports::StdRw::NAME, reports::ParkingLotRw::NAME]
                     .iter()
                     .filter_map(|n| get(n))
                     .fold(0.0, f64::max);
-                let ratio = get(<support::Ours>::NAME).filter(|_| best > 0.0).map(|o| o / best);
+                let ratio = get(<reports::Ours>::NAME).filter(|_| best > 0.0).map(|o| o / best);
                 let _ = writeln!(out, " {} |", ratio.map_or("–".to_owned(), |r| format!("{r:.2}")));
             }
             let _ = writeln!(out);
@@ -169,7 +173,7 @@ fn summary(plan: &Plan) {
         let _ = writeln!(out, "* {line}");
     }
     print!("\n{out}");
-    let path = support::report_dir().join("contended.md");
+    let path = reports::samples::bench_dir().join("contended.md");
     match std::fs::write(&path, &out) {
         Ok(()) => println!("written to {}", path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", path.display()),
@@ -179,21 +183,21 @@ fn summary(plan: &Plan) {
 /// Throughput (Mops/s) of lock `name` on `mix` at `work_ns` and `threads`.
 fn mops(mix: &Mix, work_ns: u32, name: &str, threads: usize, samples: usize) -> Option<f64> {
     let work = Work { nominal_ns: work_ns, units: 0 };
-    support::estimate_ns(&bench_id(mix, work, name, threads), samples).map(|ns| 1e3 / ns)
+    reports::samples::estimate_ns(&bench_id(mix, work, name, threads), samples).map(|ns| 1e3 / ns)
 }
 
 /// The goal verdicts this benchmark can judge.
 fn goal_lines(plan: &Plan) -> Vec<String> {
     let mut lines = Vec::new();
     let best_stock = |mix: &Mix, ns: u32, t: usize| {
-        [support::StdRw::NAME, support::ParkingLotRw::NAME]
+        [reports::StdRw::NAME, reports::ParkingLotRw::NAME]
             .iter()
             .filter_map(|n| mops(mix, ns, n, t, plan.samples).map(|v| (v, *n)))
             .fold(None, |a: Option<(f64, &str)>, b| if a.is_none_or(|a| b.0 > a.0) { Some(b) } else { a })
     };
     if let Some(mix) = MIXES.iter().find(|m| m.name == "ri-50-50-0")
         && let (Some(o), Some((b, who))) =
-            (mops(mix, 100, <support::Ours>::NAME, 4, plan.samples), best_stock(mix, 100, 4))
+            (mops(mix, 100, <reports::Ours>::NAME, 4, plan.samples), best_stock(mix, 100, 4))
     {
         let r = o / b;
         lines.push(format!(
@@ -208,7 +212,7 @@ fn goal_lines(plan: &Plan) -> Vec<String> {
         for &ns in &plan.work_ns {
             for &t in &plan.threads {
                 if let (Some(o), Some((b, who))) =
-                    (mops(mix, ns, <support::Ours>::NAME, t, plan.samples), best_stock(mix, ns, t))
+                    (mops(mix, ns, <reports::Ours>::NAME, t, plan.samples), best_stock(mix, ns, t))
                 {
                     checked += 1;
                     if o / b < 0.9 {
@@ -235,7 +239,7 @@ fn pct(mix: &Mix) -> String {
 
 fn main() {
     let plan = Plan::get();
-    let (warm, measure) = if support::quick() {
+    let (warm, measure) = if reports::quick() {
         (Duration::from_millis(50), Duration::from_millis(100))
     } else {
         (Duration::from_millis(200), Duration::from_millis(500))
@@ -253,9 +257,9 @@ fn main() {
             let mut group = c.benchmark_group(group_name(mix, work));
             let mut reg = Register { group: &mut group, mix: *mix, work, threads: &plan.threads };
             if mix.has_intent() {
-                support::visit_two_class(&mut reg);
+                reports::visit_two_class(&mut reg);
             } else {
-                support::visit_plain(&mut reg);
+                reports::visit_plain(&mut reg);
             }
             group.finish();
         }

@@ -17,9 +17,11 @@
 //! With `PHASE_LOCK_CALLGRIND=<lock>/<mode>/<n>` set, the binary runs `n`
 //! lock + unlock pairs in [`callgrind_loop`] and exits without criterion:
 //! `scripts/callgrind-uncontended.sh` counts that function's instructions.
+//!
+//! The lock adapters and the sample recorder are the library of the
+//! workspace member `phase-lock-reports` (a dev-dependency).
 
-#[path = "support/mod.rs"]
-mod support;
+use phase_lock_reports as reports;
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -27,12 +29,12 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use crossbeam_utils::CachePadded;
-use support::{Class, Comparator, LockVisitor};
+use reports::{Class, Comparator, LockVisitor};
 
 /// Criterion's sample count here (also how many trailing samples the summary
 /// averages).
 fn sample_size() -> usize {
-    if support::quick() { 10 } else { 30 }
+    if reports::quick() { 10 } else { 30 }
 }
 
 /// The benchmark id of `mode` on lock `name`.
@@ -55,7 +57,7 @@ impl LockVisitor for Register<'_> {
                         lock.with(mode, || black_box(()));
                     }
                     let elapsed = start.elapsed();
-                    support::record(&id, iters, elapsed);
+                    reports::samples::record(&id, iters, elapsed);
                     elapsed
                 })
             });
@@ -99,7 +101,7 @@ fn callgrind_mode(spec: &str) {
     let mode = Class::ALL.into_iter().find(|c| c.name() == mode).expect("mode is read, intent or write");
     let n = n.parse().expect("n is a number");
     let mut run = CallgrindRun { lock: lock.to_owned(), mode, n, found: false };
-    support::visit_all(&mut run);
+    reports::visit_all(&mut run);
     assert!(run.found, "unknown lock {lock:?}");
 }
 
@@ -110,7 +112,7 @@ struct Collect {
 
 impl LockVisitor for Collect {
     fn visit<L: Comparator>(&mut self) {
-        let ns = Class::ALL.map(|m| support::estimate_ns(&bench_id(m, L::NAME), sample_size()));
+        let ns = Class::ALL.map(|m| reports::samples::estimate_ns(&bench_id(m, L::NAME), sample_size()));
         self.rows.push((L::NAME, L::NATIVE_INTENT, ns));
     }
 }
@@ -118,11 +120,11 @@ impl LockVisitor for Collect {
 /// Prints and writes the summary table and the goal ratios.
 fn summary() {
     let mut c = Collect { rows: Vec::new() };
-    support::visit_all(&mut c);
+    reports::visit_all(&mut c);
     let cell = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.2}"));
     let mut out = String::new();
     let _ = writeln!(out, "Uncontended lock + unlock, ns (criterion, mean of the measurement samples)\n");
-    let _ = writeln!(out, "machine: {}; commit: {}\n", support::machine(), support::git_commit());
+    let _ = writeln!(out, "machine: {}; commit: {}\n", reports::machine(), reports::git_commit());
     let _ = writeln!(out, "| lock | read | intent | write |");
     let _ = writeln!(out, "|------|-----:|-------:|------:|");
     for (name, native, ns) in &c.rows {
@@ -131,7 +133,7 @@ fn summary() {
     }
     let get = |name: &str, m: Class| c.rows.iter().find(|r| r.0 == name).and_then(|r| r.2[m.index()]);
     let best = |m: Class| {
-        [support::StdRw::NAME, support::ParkingLotRw::NAME]
+        [reports::StdRw::NAME, reports::ParkingLotRw::NAME]
             .iter()
             .filter_map(|n| get(n, m))
             .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.min(v))))
@@ -140,14 +142,14 @@ fn summary() {
     let _ = writeln!(out, "| mode | ours ns | best stock ns (kind) | ratio | goal ≤ 1.05 |");
     let _ = writeln!(out, "|------|--------:|---------------------:|------:|-------------|");
     for (mode, kind) in [(Class::Read, Class::Read), (Class::Intent, Class::Read), (Class::Write, Class::Write)] {
-        if let (Some(o), Some(b)) = (get(<support::Ours>::NAME, mode), best(kind)) {
+        if let (Some(o), Some(b)) = (get(<reports::Ours>::NAME, mode), best(kind)) {
             let r = o / b;
             let verdict = if r <= 1.05 { "met" } else { "missed" };
             let _ = writeln!(out, "| {} | {o:.2} | {b:.2} ({}) | {r:.3} | {verdict} |", mode.name(), kind.name());
         }
     }
     print!("\n{out}");
-    let path = support::report_dir().join("uncontended.md");
+    let path = reports::samples::bench_dir().join("uncontended.md");
     if let Err(e) = std::fs::write(&path, &out) {
         eprintln!("cannot write {}: {e}", path.display());
     } else {
@@ -160,7 +162,7 @@ fn main() {
         callgrind_mode(&spec);
         return;
     }
-    let (warm, measure) = if support::quick() {
+    let (warm, measure) = if reports::quick() {
         (Duration::from_millis(100), Duration::from_millis(200))
     } else {
         (Duration::from_millis(500), Duration::from_secs(2))
@@ -172,7 +174,7 @@ fn main() {
         .nresamples(10_000)
         .without_plots()
         .configure_from_args();
-    support::visit_all(&mut Register(&mut c));
+    reports::visit_all(&mut Register(&mut c));
     c.final_summary();
     summary();
 }

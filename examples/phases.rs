@@ -158,7 +158,7 @@ fn flood() {
          default lock lets running threads of a compatible kind in for up to 1 ms\n   \
          after somebody queued, then hands off strictly; the strict lock hands off\n   \
          at every change of kind, paying a wake-up each time.\n   \
-         Full report against std and parking_lot: cargo run --release --example fairness"
+         Full report against std and parking_lot:\n   cargo run --release -p phase-lock-reports --bin fairness"
     );
 }
 

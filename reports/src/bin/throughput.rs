@@ -4,15 +4,15 @@
 //! parking_lot 0.13.
 //!
 //! ```sh
-//! cargo run --release --example throughput                              # ~13 min on 2 cores
-//! PHASE_LOCK_BENCH_QUICK=1 cargo run --release --example throughput     # smoke: 4 threads, one run
-//! PHASE_LOCK_THROUGHPUT_ONLY=ri-fixed PHASE_LOCK_THROUGHPUT_THREADS=4,16 cargo run --release --example throughput
+//! cargo run --release -p phase-lock-reports --bin throughput              # ~6 min on 2 cores
+//! PHASE_LOCK_BENCH_QUICK=1 cargo run --release -p phase-lock-reports --bin throughput  # smoke: 4 threads, one round
+//! PHASE_LOCK_THROUGHPUT_ONLY=ri-fixed PHASE_LOCK_THROUGHPUT_THREADS=4,16 cargo run --release -p phase-lock-reports --bin throughput
 //! ```
 //!
 //! Every thread runs the same fixed number of requests; a point's time is
 //! from the first thread's start to the last thread's end, so a lock cannot
 //! look fast by starving a thread. Each request holds the lock for ~100 ns of
-//! real work and does ~100 ns outside it (`support::work`). A point is five
+//! real work and does ~100 ns outside it (`reports::work`). A point is five
 //! paired rounds, each running every lock once back to back (the strict lock
 //! only in the first: it is shown for comparison); a lock's figure is its
 //! median, and the ratio is the median of the rounds' own ratios, so that
@@ -30,15 +30,23 @@
 //! * `read-only`, `rw-90-10`, `rw-50-50`: the plain rwlock mixes.
 //!
 //! Stock locks take their write lock for intent. The report is printed and
-//! written to `target/phase-lock-report/throughput.md`.
+//! written to `docs/results/throughput.md`, whose header names the command,
+//! commit, machine and date (`phase_lock_reports::page`).
 
-#[path = "../benches/support/mod.rs"]
-mod support;
+use phase_lock_reports as reports;
 
 use std::fmt::Write as _;
 
 use crossbeam_utils::CachePadded;
-use support::{Class, Comparator, LockVisitor, ParkingLotRw, Rng, StdRw, Work, median};
+use reports::page::Page;
+use reports::{Class, Comparator, LockVisitor, ParkingLotRw, Rng, StdRw, Work, median};
+
+/// This report's page, and the environment variables it reads.
+const PAGE: Page = Page::new(
+    "throughput",
+    "phase-lock throughput report",
+    &["PHASE_LOCK_BENCH_QUICK", "PHASE_LOCK_THROUGHPUT_ONLY", "PHASE_LOCK_THROUGHPUT_THREADS", "PHASE_LOCK_COMMIT"],
+);
 
 /// One workload.
 struct Workload {
@@ -73,7 +81,7 @@ fn run_once<L: Comparator>(w: &Workload, threads: usize) -> f64 {
     let (inside, outside) = (Work::ns(100), Work::ns(100));
     let per_thread = REQUESTS / threads as u64;
     let lock = CachePadded::new(L::new());
-    let (elapsed, _) = support::run_threads(
+    let (elapsed, _) = reports::run_threads(
         threads,
         |i| {
             let mut rng = Rng::new(i as u64 + 1);
@@ -81,7 +89,7 @@ fn run_once<L: Comparator>(w: &Workload, threads: usize) -> f64 {
                 let class = match w.pct {
                     None if i % 2 == 0 => Class::Read,
                     None => Class::Intent,
-                    Some(pct) => support::Mix { name: w.id, pct }.pick(&mut rng),
+                    Some(pct) => reports::Mix { name: w.id, pct }.pick(&mut rng),
                 };
                 lock.with(class, || inside.run());
                 outside.run();
@@ -100,7 +108,7 @@ fn published_share(threads: usize) -> f64 {
     let (inside, outside) = (Work::ns(100), Work::ns(100));
     let per_thread = REQUESTS / threads as u64;
     let lock = CachePadded::new(RawPhaseLock::new());
-    let (_, published) = support::run_threads(
+    let (_, published) = reports::run_threads(
         threads,
         |i| {
             let mut published = 0u64;
@@ -140,11 +148,11 @@ struct Round<'a> {
 
 impl LockVisitor for Round<'_> {
     fn visit<L: Comparator>(&mut self) {
-        if L::NAME == <support::Ours<0>>::NAME && !self.strict {
+        if L::NAME == <reports::Ours<0>>::NAME && !self.strict {
             return;
         }
         self.cells.push((L::NAME, run_once::<L>(self.w, self.threads)));
-        if self.w.pct.is_none() && L::NAME == <support::Ours>::NAME {
+        if self.w.pct.is_none() && L::NAME == <reports::Ours>::NAME {
             // The same threads all reading: what `ri-fixed` would reach if
             // changing kind cost nothing (see `CEILING`).
             self.cells.push((CEILING, run_once::<L>(&WORKLOADS[2], self.threads)));
@@ -153,7 +161,7 @@ impl LockVisitor for Round<'_> {
 }
 
 fn main() {
-    let quick = support::quick();
+    let quick = reports::quick();
     let only = std::env::var("PHASE_LOCK_THROUGHPUT_ONLY").ok();
     let threads: Vec<usize> = match std::env::var("PHASE_LOCK_THROUGHPUT_THREADS") {
         Ok(list) => list.split(',').filter_map(|t| t.trim().parse().ok()).collect(),
@@ -161,16 +169,13 @@ fn main() {
         Err(_) => vec![1, 2, 4, 8, 16, 64, 256],
     };
     let runs = if quick { 1 } else { 5 };
-    let mut out = String::new();
-    let _ = writeln!(out, "# phase-lock throughput report\n");
+    let mut out = PAGE.header();
     let _ = writeln!(
         out,
-        "machine: {}; commit: {}; {REQUESTS} requests per point, split over the threads; {runs} paired rounds \
+        "{REQUESTS} requests per point, split over the threads; {runs} paired rounds \
          (every lock once per round); a lock's figure is its median, the ratio the median of the rounds' ratios; \
          ~100 ns inside, ~100 ns outside. Million acquisitions per second; ratio: ours (default patience) over the \
-         better of std and parking_lot; strict: patience 0; unbiased: the default lock without the biased shared path.\n",
-        support::machine(),
-        support::git_commit()
+         better of std and parking_lot; strict: patience 0; unbiased: the default lock without the biased shared path.\n"
     );
     for w in WORKLOADS.iter().filter(|w| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == w.id))) {
         let mut header = false;
@@ -178,9 +183,9 @@ fn main() {
             let rounds: Vec<Vec<(&'static str, f64)>> = (0..runs)
                 .map(|r| {
                     let mut round = Round { w, threads: t, strict: r == 0, cells: Vec::new() };
-                    round.visit::<support::Ours>();
-                    round.visit::<support::Ours<0>>();
-                    round.visit::<support::OursUnbiased>();
+                    round.visit::<reports::Ours>();
+                    round.visit::<reports::Ours<0>>();
+                    round.visit::<reports::OursUnbiased>();
                     round.visit::<StdRw>();
                     round.visit::<ParkingLotRw>();
                     round.cells
@@ -188,7 +193,7 @@ fn main() {
                 .collect();
             let names: Vec<&str> = rounds[0].iter().map(|c| c.0).collect();
             if !header {
-                let _ = writeln!(out, "\n### `{}`{}\n", w.id, if w.plain { " (plain)" } else { "" });
+                let _ = writeln!(out, "\n## `{}`{}\n", w.id, if w.plain { " (plain)" } else { "" });
                 let ceiling_col = if names.contains(&CEILING) { " ceiling | published |" } else { "" };
                 let _ = writeln!(out, "| threads | {} | ratio |{ceiling_col}", names.join(" | "));
                 let _ = writeln!(
@@ -214,7 +219,7 @@ fn main() {
                         .collect(),
                 )
             };
-            let ratio = ratio_of(<support::Ours>::NAME);
+            let ratio = ratio_of(<reports::Ours>::NAME);
             let ceiling = if names.contains(&CEILING) {
                 format!(" {:.2} | {:.0} % |", ratio_of(CEILING), 100.0 * published_share(t))
             } else {
@@ -227,8 +232,5 @@ fn main() {
         }
     }
     println!("{out}");
-    let path = support::report_dir().join("throughput.md");
-    if let Err(e) = std::fs::write(&path, &out) {
-        eprintln!("cannot write {}: {e}", path.display());
-    }
+    PAGE.write(&out);
 }
