@@ -145,7 +145,8 @@ fn main() {
     let quick = reports::quick();
     let runs = if quick { 1 } else { 5 };
     let mut out = PAGE.header();
-    let _ = writeln!(out, "Each figure is the median of {runs} runs (uncontended: paired rounds).\n");
+    let of = if runs == 1 { "one run".to_owned() } else { format!("the median of {runs} runs") };
+    let _ = writeln!(out, "Each figure is {of} (uncontended: paired rounds).\n");
 
     // 1. Shared-only.
     let threads = [1usize, 2, 4, 8];
