@@ -114,84 +114,65 @@ impl<const P: u32, const B: bool> Comparator for Ours<P, B> {
     }
 }
 
-/// `std::sync::RwLock<()>`; intent requests take the write lock.
-pub struct StdRw(std::sync::RwLock<()>);
+/// Defines the adapter `$name` over the stock rwlock `$lock` (with `()`
+/// inside), which has no intent mode: with `$l` bound to the lock, `$read`
+/// takes its read guard, for read requests, and `$write` its write guard,
+/// for intent and write requests; the guard is held while `f` runs.
+macro_rules! stock_adapter {
+    ($(#[$doc:meta])* $name:ident($lock:ty), $label:literal, |$l:ident| $read:expr, $write:expr $(,)?) => {
+        $(#[$doc])*
+        pub struct $name($lock);
 
-impl Comparator for StdRw {
-    const NAME: &'static str = "std";
-    const NATIVE_INTENT: bool = false;
+        impl Comparator for $name {
+            const NAME: &'static str = $label;
+            const NATIVE_INTENT: bool = false;
 
-    fn new() -> Self {
-        StdRw(std::sync::RwLock::new(()))
-    }
-
-    #[inline]
-    fn with<R>(&self, class: Class, f: impl FnOnce() -> R) -> R {
-        match class {
-            Class::Read => {
-                let _g = self.0.read().unwrap_or_else(PoisonError::into_inner);
-                f()
+            fn new() -> Self {
+                $name(<$lock>::new(()))
             }
-            Class::Intent | Class::Write => {
-                let _g = self.0.write().unwrap_or_else(PoisonError::into_inner);
-                f()
-            }
-        }
-    }
-}
 
-/// `parking_lot::RwLock<()>` (0.13); intent requests take the write lock.
-pub struct ParkingLotRw(parking_lot::RwLock<()>);
-
-impl Comparator for ParkingLotRw {
-    const NAME: &'static str = "parking_lot";
-    const NATIVE_INTENT: bool = false;
-
-    fn new() -> Self {
-        ParkingLotRw(parking_lot::RwLock::new(()))
-    }
-
-    #[inline]
-    fn with<R>(&self, class: Class, f: impl FnOnce() -> R) -> R {
-        match class {
-            Class::Read => {
-                let _g = self.0.read();
-                f()
-            }
-            Class::Intent | Class::Write => {
-                let _g = self.0.write();
-                f()
+            #[inline]
+            fn with<R>(&self, class: Class, f: impl FnOnce() -> R) -> R {
+                let $l = &self.0;
+                match class {
+                    Class::Read => {
+                        let _g = $read;
+                        f()
+                    }
+                    Class::Intent | Class::Write => {
+                        let _g = $write;
+                        f()
+                    }
+                }
             }
         }
-    }
+    };
 }
 
-/// `crossbeam_utils::sync::ShardedLock<()>`; intent requests take the write
-/// lock. Compared on plain read/write workloads only.
-pub struct Sharded(crossbeam_utils::sync::ShardedLock<()>);
+stock_adapter!(
+    /// `std::sync::RwLock<()>`; intent requests take the write lock.
+    StdRw(std::sync::RwLock<()>),
+    "std",
+    |l| l.read().unwrap_or_else(PoisonError::into_inner),
+    l.write().unwrap_or_else(PoisonError::into_inner),
+);
 
-impl Comparator for Sharded {
-    const NAME: &'static str = "ShardedLock";
-    const NATIVE_INTENT: bool = false;
+stock_adapter!(
+    /// `parking_lot::RwLock<()>` (0.13); intent requests take the write lock.
+    ParkingLotRw(parking_lot::RwLock<()>),
+    "parking_lot",
+    |l| l.read(),
+    l.write(),
+);
 
-    fn new() -> Self {
-        Sharded(crossbeam_utils::sync::ShardedLock::new(()))
-    }
-
-    #[inline]
-    fn with<R>(&self, class: Class, f: impl FnOnce() -> R) -> R {
-        match class {
-            Class::Read => {
-                let _g = self.0.read().unwrap_or_else(PoisonError::into_inner);
-                f()
-            }
-            Class::Intent | Class::Write => {
-                let _g = self.0.write().unwrap_or_else(PoisonError::into_inner);
-                f()
-            }
-        }
-    }
-}
+stock_adapter!(
+    /// `crossbeam_utils::sync::ShardedLock<()>`; intent requests take the
+    /// write lock. Compared on plain read/write workloads only.
+    Sharded(crossbeam_utils::sync::ShardedLock<()>),
+    "ShardedLock",
+    |l| l.read().unwrap_or_else(PoisonError::into_inner),
+    l.write().unwrap_or_else(PoisonError::into_inner),
+);
 
 /// The textbook hand-rolled group-mutual-exclusion lock: a `Mutex` over
 /// per-class holder and waiter counts plus a turn variable, and one
