@@ -17,7 +17,7 @@
 //!
 //! (Part 2 uses short sleeps to let each request queue before the next one
 //! starts; the deterministic version of this schedule, which inspects the
-//! queue instead of sleeping, is `src/contract_tests.rs`.)
+//! queue instead of sleeping, is `src/tests/contract.rs`.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

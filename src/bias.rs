@@ -118,11 +118,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::raw::RawPatientLock;
 use crate::state::{
-    BIASED, HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, REVOKING, STRICT, WAITING_MASK, holders, holding_kind,
+    BIASED, HOLDERS_MASK, Kind, NO_HANDOFF_OWED, QUEUE_LOCKED, REVOKING, STRICT, WAITING_MASK, holders, holding_kind,
 };
-use crate::sync::{Ordering, dekker_fence, slot_table, thread_token};
+use crate::sync::{AtomicU64, Ordering, dekker_fence, slot_table, thread_token};
 
 /// Slots in the process-wide table (2 under loom, so that threads collide).
 #[cfg(not(loom))]
@@ -233,7 +232,7 @@ pub(crate) enum Published {
 /// Tries to enter the lock at `lock`, whose state word is `state`, in
 /// `kind` through the table.
 #[inline]
-fn publish(state: &crate::sync::AtomicU64, lock: usize, kind: Kind) -> Published {
+fn publish(state: &AtomicU64, lock: usize, kind: Kind) -> Published {
     let index = slot_index(lock);
     let slot = &table().0[index];
     let tag = tag(lock, kind);
@@ -293,7 +292,7 @@ fn any_published(lock: usize, kind: Kind) -> bool {
 
 /// Clears every slot still tagged for the lock at `lock` (which is being
 /// dropped, so the tags are leaked guards').
-fn forget(lock: usize) {
+pub(crate) fn forget(lock: usize) {
     for slot in &table().0 {
         let v = slot.load(Ordering::Relaxed);
         if v & !(MOVED | 3) == lock {
@@ -390,148 +389,102 @@ fn inhibit(lock: usize, took: Duration) {
     let _ = (lock, took, INHIBIT_FACTOR, EARLY_FACTOR, MAX_LEVEL);
 }
 
-impl<const P: u32, const B: bool> RawPatientLock<P, B> {
-    /// This lock's address, the key of its tags.
-    #[inline]
-    fn addr(&self) -> usize {
-        self as *const Self as usize
+/// The fast path failed on the lock at `lock` (state word `state`), which
+/// looked biased: enter through the table if the bias is toward `kind`.
+/// `None`: the bias is toward another kind, which the caller must revoke.
+#[inline]
+pub(crate) fn enter(state: &AtomicU64, lock: usize, kind: Kind, s: u64) -> Option<Published> {
+    if holding_kind(s) != Some(kind) || kind == Kind::Write {
+        return None;
     }
+    Some(publish(state, lock, kind))
+}
 
-    /// The fast path failed on a lock that looked biased (`s`): enter
-    /// through the table if the bias is toward `kind`, else revoke it.
-    /// `None`: decide on the counted paths.
-    #[inline(never)]
-    pub(crate) fn enter_biased(&self, kind: Kind, s: u64) -> Option<SharedHold> {
-        if holding_kind(s) != Some(kind) || kind == Kind::Write {
-            self.revoke();
+/// Releases a published hold of `kind` of the lock at `lock` through its
+/// slot. `false`: a revoker moved it into the count (its slot is cleared
+/// now), so the caller releases it counted.
+#[inline]
+pub(crate) fn release(lock: usize, kind: Kind, hold: &SharedHold) -> bool {
+    debug_assert!(hold.is_published());
+    if withdraw(lock, kind, hold) {
+        return true;
+    }
+    clear_moved(lock, kind, hold.slot);
+    false
+}
+
+/// Called after a counted entry of `kind` that lost a race on the state
+/// word while another holder of `kind` was present: biases the lock at
+/// `lock` toward `kind` if it is free of waiters and not inhibited.
+#[cold]
+pub(crate) fn maybe_bias(state: &AtomicU64, lock: usize, kind: Kind) {
+    let s = state.load(Ordering::Relaxed);
+    let quiet = s & (WAITING_MASK | QUEUE_LOCKED | BIASED | REVOKING | STRICT | NO_HANDOFF_OWED) == 0;
+    if quiet && holding_kind(s) == Some(kind) && holders(s, kind) + 1 < kind.max_holders() && !inhibited(lock) {
+        // Relaxed: a publisher acquires through its own load of the state
+        // word, which reads this RMW or a later one (all in the release
+        // sequence of the previous phase's last release). The bias hold
+        // is one more holder of `kind`. Losing the race means something
+        // changed: then no bias this time.
+        if state.compare_exchange(s, (s + kind.one()) | BIASED, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            biased_now(lock);
+        }
+    }
+}
+
+/// Ends the bias of the lock at `lock`, if it is biased: moves every
+/// published holder into the count and drops the bias hold. Never waits for
+/// a holder. Returns the bias's kind and the state word before the bias
+/// hold was dropped, so that the caller can hand the lock off as after any
+/// release; `None` if the lock was not biased or somebody else revokes.
+#[cold]
+pub(crate) fn revoke(state: &AtomicU64, lock: usize) -> Option<(Kind, u64)> {
+    let start = Instant::now();
+    let mut s = state.load(Ordering::Relaxed);
+    let kind = loop {
+        if s & BIASED == 0 {
+            // Not biased, or somebody else is revoking.
             return None;
         }
-        match publish(&self.state, self.addr(), kind) {
-            Published::Entered(hold) => Some(hold),
-            Published::Moved => Some(SharedHold::COUNTED),
-            Published::No => None,
+        let kind = holding_kind(s).expect("phase-lock: a biased lock without its bias hold");
+        // SeqCst: the write half of the handshake (module docs).
+        match state.compare_exchange_weak(s, (s & !BIASED) | REVOKING, Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => break kind,
+            Err(now) => s = now,
+        }
+    };
+    dekker_fence();
+    let tag = tag(lock, kind);
+    for slot in &table().0 {
+        // SeqCst: the read half of the handshake; also an acquire of a
+        // cleared slot's last holder (module docs).
+        if slot.load(Ordering::SeqCst) != tag {
+            continue;
+        }
+        // Count the holder first, so that its counted release (once its
+        // slot says moved) finds it in the count. Relaxed: the bias hold
+        // keeps the count above zero, so this changes no phase.
+        state.fetch_add(kind.one(), Ordering::Relaxed);
+        // Acquire on failure: the holder left meanwhile (its release
+        // cleared the slot): see its writes, and take the count back.
+        if slot.compare_exchange(tag, tag | MOVED, Ordering::Relaxed, Ordering::Acquire).is_err() {
+            state.fetch_sub(kind.one(), Ordering::Relaxed);
         }
     }
+    inhibit(lock, start.elapsed());
+    // Drop the bias hold like a holder leaving (Release: the next phase
+    // sees what the holders that left through their slots wrote, acquired
+    // above).
+    let prev = state.fetch_sub(kind.one() | REVOKING, Ordering::Release);
+    debug_assert!(prev & REVOKING != 0 && holders(prev, kind) != 0);
+    Some((kind, prev))
+}
 
-    /// Releases a shared hold of `kind`: through its slot if it is
-    /// published (and still there), else counted.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the lock in `kind` through `hold`.
-    #[inline]
-    pub(crate) unsafe fn release_shared(&self, kind: Kind, hold: SharedHold, fair: bool) {
-        if hold.is_published() && withdraw(self.addr(), kind, &hold) {
-            return;
-        }
-        // SAFETY: the hold is counted, by the caller's contract, or was
-        // moved into the count by a revoker.
-        unsafe { self.release_counted(kind, hold, fair) }
-    }
-
-    /// `release_shared` of a counted hold, or of a published one that a
-    /// revoker moved into the count (whose slot it clears first).
-    ///
-    /// # Safety
-    ///
-    /// As for `release_shared`.
-    #[inline(always)]
-    unsafe fn release_counted(&self, kind: Kind, hold: SharedHold, fair: bool) {
-        if hold.is_published() {
-            clear_moved(self.addr(), kind, hold.slot);
-        }
-        // SAFETY: the hold is counted now.
-        unsafe { self.release(kind, fair) }
-    }
-
-    /// Called after a counted entry of `kind` that lost a race on the state
-    /// word while another holder of `kind` was present: biases the lock
-    /// toward `kind` if it is free of waiters and not inhibited.
-    #[cold]
-    pub(crate) fn maybe_bias(&self, kind: Kind) {
-        if !B {
-            return;
-        }
-        let s = self.state.load(Ordering::Relaxed);
-        let quiet = s & (WAITING_MASK | QUEUE_LOCKED | BIASED | REVOKING | STRICT | OPEN) == 0;
-        if quiet
-            && holding_kind(s) == Some(kind)
-            && holders(s, kind) + 1 < kind.max_holders()
-            && !inhibited(self.addr())
-        {
-            // Relaxed: a publisher acquires through its own load of the state
-            // word, which reads this RMW or a later one (all in the release
-            // sequence of the previous phase's last release). The bias hold
-            // is one more holder of `kind`. Losing the race means something
-            // changed: then no bias this time.
-            if self.state.compare_exchange(s, (s + kind.one()) | BIASED, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                biased_now(self.addr());
-            }
-        }
-    }
-
-    /// Ends the bias, if the lock is biased: moves every published holder
-    /// into the count and drops the bias hold. Never waits for a holder.
-    ///
-    /// May be called with the queue lock held (from `enter_or_wait`): a
-    /// biased lock has no waiters, and none can queue while we hold the queue
-    /// lock, so dropping the bias hold never needs to settle then.
-    #[cold]
-    pub(crate) fn revoke(&self) {
-        let start = Instant::now();
-        let mut s = self.state.load(Ordering::Relaxed);
-        let kind = loop {
-            if s & BIASED == 0 {
-                // Not biased, or somebody else is revoking.
-                return;
-            }
-            let kind = holding_kind(s).expect("phase-lock: a biased lock without its bias hold");
-            // SeqCst: the write half of the handshake (module docs).
-            match self.state.compare_exchange_weak(s, (s & !BIASED) | REVOKING, Ordering::SeqCst, Ordering::Relaxed) {
-                Ok(_) => break kind,
-                Err(now) => s = now,
-            }
-        };
-        dekker_fence();
-        let tag = tag(self.addr(), kind);
-        for slot in &table().0 {
-            // SeqCst: the read half of the handshake; also an acquire of a
-            // cleared slot's last holder (module docs).
-            if slot.load(Ordering::SeqCst) != tag {
-                continue;
-            }
-            // Count the holder first, so that its counted release (once its
-            // slot says moved) finds it in the count. Relaxed: the bias hold
-            // keeps the count above zero, so this changes no phase.
-            self.state.fetch_add(kind.one(), Ordering::Relaxed);
-            // Acquire on failure: the holder left meanwhile (its release
-            // cleared the slot): see its writes, and take the count back.
-            if slot.compare_exchange(tag, tag | MOVED, Ordering::Relaxed, Ordering::Acquire).is_err() {
-                self.state.fetch_sub(kind.one(), Ordering::Relaxed);
-            }
-        }
-        inhibit(self.addr(), start.elapsed());
-        // Drop the bias hold like a holder leaving (Release: the next phase
-        // sees what the holders that left through their slots wrote, acquired
-        // above).
-        let prev = self.state.fetch_sub(kind.one() | REVOKING, Ordering::Release);
-        debug_assert!(prev & REVOKING != 0 && holders(prev, kind) != 0);
-        if prev & WAITING_MASK != 0 {
-            self.release_contended(prev, kind, false);
-        }
-    }
-
-    /// `is_locked` for a biased lock `s`: a holder besides the bias hold, or
-    /// a published one.
-    pub(crate) fn biased_is_locked(&self, s: u64) -> bool {
-        match holding_kind(s) {
-            Some(kind) if kind != Kind::Write => holders(s, kind) > 1 || any_published(self.addr(), kind),
-            _ => s & HOLDERS_MASK != 0,
-        }
-    }
-
-    /// `Drop`: clears the slots of leaked published guards of a biased lock.
-    pub(crate) fn forget_published(&self) {
-        forget(self.addr());
+/// `is_locked` for the lock at `lock`, biased in state `s`: a holder besides
+/// the bias hold, or a published one.
+pub(crate) fn is_locked(s: u64, lock: usize) -> bool {
+    match holding_kind(s) {
+        Some(kind) if kind != Kind::Write => holders(s, kind) > 1 || any_published(lock, kind),
+        _ => s & HOLDERS_MASK != 0,
     }
 }

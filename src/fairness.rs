@@ -52,7 +52,7 @@
 //!   and sets `STRICT`. The lock stays strict while a member is still queued.
 //! * **In the strict rules** everything is the strict lock's argument: a
 //!   phase can end only at a release that empties the lock (or a downgrade);
-//!   with waiting bits set and `OPEN` clear that releaser owns the handoff, and
+//!   with waiting bits set and `NO_HANDOFF_OWED` clear that releaser owns the handoff, and
 //!   no arrival can start a phase meanwhile. So every phase that begins while
 //!   strict begins through [`next_phase`]. Bound for a shared kind K queued
 //!   (or made a member) during some phase: the round robin visits each other
@@ -74,13 +74,13 @@
 //!   handoff marks it `granted` instead of waking it again; the waiter sees
 //!   the mark under the queue lock. A waiter never returns while a wake-up to
 //!   it is on its way (`queue.rs`).
-//! * **`OPEN`: who may touch a free lock.** A patient lock whose waiters are
-//!   all spent owes them nothing at the end of a phase: `OPEN` says so, and
+//! * **`NO_HANDOFF_OWED`: who may touch a free lock.** A patient lock whose waiters are
+//!   all spent owes them nothing at the end of a phase: `NO_HANDOFF_OWED` says so, and
 //!   a releaser that sees it in the word it released skips the queue lock
-//!   entirely. Without `OPEN`, the releaser that empties the lock owns the
+//!   entirely. Without `NO_HANDOFF_OWED`, the releaser that empties the lock owns the
 //!   handoff and no arrival may take the free lock until it has settled — so
 //!   a lock embedded in memory that its next holder frees stays sound. A
-//!   fresh waiter clears `OPEN` when it queues (it is owed a try), and so
+//!   fresh waiter clears `NO_HANDOFF_OWED` when it queues (it is owed a try), and so
 //!   does a strict batch.
 //! * **Biased phases** (bias.rs) change none of this. A shared phase may be
 //!   biased only while nobody waits, and a request of another kind revokes
@@ -101,7 +101,7 @@
 //!   a handoff pending, the leaving waiter only unlinks itself, and the
 //!   releaser recomputes the bits a moment later (`settle` in raw/handoff.rs).
 
-use crate::state::{HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, holding_kind};
+use crate::state::{HOLDERS_MASK, Kind, NO_HANDOFF_OWED, QUEUE_LOCKED, STRICT, WAITING_MASK, holding_kind};
 
 /// Rules 1 and 2, and the patient rule: may a request of `kind` enter a lock
 /// in state `s` now, without queueing? `patient` is `true` for a lock with a
@@ -112,7 +112,7 @@ use crate::state::{HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK,
 /// If somebody waits, a strict lock (or a patient one in its strict period)
 /// lets nobody in; a patient lock lets the request in unless the queue lock
 /// is held (its holder may be about to hand the lock off, see raw.rs) or the
-/// lock is free with a releaser on its way to hand it off (`OPEN` clear).
+/// lock is free with a releaser on its way to hand it off (`NO_HANDOFF_OWED` clear).
 /// The holder-count limit is checked by the caller, which panics.
 #[inline]
 pub(crate) const fn may_enter(kind: Kind, s: u64, patient: bool) -> bool {
@@ -126,7 +126,7 @@ pub(crate) const fn may_enter(kind: Kind, s: u64, patient: bool) -> bool {
     if s & WAITING_MASK == 0 {
         return true;
     }
-    patient && s & (STRICT | QUEUE_LOCKED) == 0 && (s & HOLDERS_MASK != 0 || s & OPEN != 0)
+    patient && s & (STRICT | QUEUE_LOCKED) == 0 && (s & HOLDERS_MASK != 0 || s & NO_HANDOFF_OWED != 0)
 }
 
 /// Whether the strict rules (2–4) are in force, given how many members of a
@@ -221,7 +221,7 @@ mod tests {
         assert!(!may_enter(Kind::Read, reading | INTENT_WAITING, false));
         assert!(!may_enter(Kind::Write, LAST_MASK | READ_WAITING, false));
         assert!(!may_enter(Kind::Read, reading | INTENT_WAITING | STRICT, true));
-        assert!(!may_enter(Kind::Write, READ_WAITING | OPEN | STRICT, true));
+        assert!(!may_enter(Kind::Write, READ_WAITING | NO_HANDOFF_OWED | STRICT, true));
     }
 
     #[test]
@@ -233,7 +233,7 @@ mod tests {
         assert!(!may_enter(Kind::Intent, READ_ONE | READ_WAITING, true));
         // A free lock only once nobody owes it a handoff.
         assert!(!may_enter(Kind::Write, READ_WAITING, true));
-        assert!(may_enter(Kind::Write, READ_WAITING | OPEN, true));
+        assert!(may_enter(Kind::Write, READ_WAITING | NO_HANDOFF_OWED, true));
         // Not while the queue lock is held.
         assert!(!may_enter(Kind::Read, READ_ONE | INTENT_WAITING | QUEUE_LOCKED, true));
         assert!(may_enter(Kind::Read, READ_ONE | QUEUE_LOCKED, true));

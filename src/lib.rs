@@ -97,8 +97,8 @@
 //! on an oversubscribed machine are set by the scheduler (README).
 //!
 //! The policy lives in one file (`src/fairness.rs`), which also gives the
-//! argument for why the implementation meets it; `src/contract_tests.rs`
-//! (strict) and `src/patience_tests.rs` (patient) check the rules with
+//! argument for why the implementation meets it; `src/tests/contract.rs`
+//! (strict) and `src/tests/patience.rs` (patient) check the rules with
 //! deterministic schedules, and the fairness report (`cargo run --release
 //! --example fairness`) measures waits and phases from outside the lock.
 //!
@@ -160,13 +160,7 @@ mod state;
 mod sync;
 
 #[cfg(all(test, not(loom)))]
-mod bias_tests;
-#[cfg(all(test, not(loom)))]
-mod contract_tests;
-#[cfg(all(test, not(loom)))]
-mod patience_tests;
-#[cfg(all(test, not(loom)))]
-mod test_support;
+mod tests;
 
 pub use bias::SharedHold;
 pub use guard::{MappedRwLockIntentGuard, RwLockIntentExt, RwLockIntentGuard, WriteGuardIntentExt};

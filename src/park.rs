@@ -124,6 +124,15 @@ pub(crate) struct Waker {
     thread: Thread,
 }
 
+/// What a wake-up tells the waiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The lock is now the waiter's (a handoff).
+    Admitted,
+    /// Try again: a patient lock was left free, and the waiter owns nothing.
+    Retry,
+}
+
 /// How a wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitResult {
@@ -253,7 +262,7 @@ fn woken(word: u32) -> Option<WaitResult> {
 }
 
 impl Waker {
-    /// Wakes the waiter: `admitted` says whether the lock is now its own
+    /// Wakes the waiter: `wake` says whether the lock is now its own
     /// (a handoff) or whether it must try again (a patient lock's wake-up).
     ///
     /// # Safety
@@ -262,14 +271,20 @@ impl Waker {
     /// long as nobody else has woken it: its owner cannot return before it
     /// sees `ADMITTED` or `RETRY`, which only this call stores. Call at most
     /// once per wait.
-    pub(crate) unsafe fn wake(self, admitted: bool) {
+    pub(crate) unsafe fn wake(self, wake: Wake) {
         // SAFETY: the parker is alive until it observes ADMITTED (caller's
         // contract); after the swap below this function touches only the
         // word's address, never its memory.
         let word = unsafe { &*self.word };
         // Release: the waiter's acquire load of ADMITTED must see the lock
         // state this handoff established.
-        let prev = word.swap(if admitted { ADMITTED } else { RETRY }, Ordering::Release);
+        let prev = word.swap(
+            match wake {
+                Wake::Admitted => ADMITTED,
+                Wake::Retry => RETRY,
+            },
+            Ordering::Release,
+        );
         #[cfg(all(not(loom), target_os = "linux", not(phase_lock_portable_parker)))]
         if prev == PARKED {
             // The address may already be reused by the time the kernel looks

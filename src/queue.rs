@@ -41,7 +41,7 @@
 use core::ptr;
 use std::time::Instant;
 
-use crate::park::Parker;
+use crate::park::{Parker, Wake};
 use crate::state::{Kind, waiting_bits};
 use crate::sync::{AtomicPtr, Ordering, QCell};
 
@@ -210,26 +210,45 @@ impl Waiter {
         unsafe { Waiter::links(self).list != UNLINKED }
     }
 
-    /// Called by the waiter itself: `(pending, granted)`, and forgets
-    /// `granted` (the waiter now acts on it), and `pending` too if `landed`
-    /// (the waiter has seen its wake-up to try again).
+    /// Called by the waiter itself, woken by something other than an
+    /// admission: where it stands. `retry_landed`: the wake-up that woke it
+    /// was a retry (so none is in flight any more). Forgets `granted` (the
+    /// waiter now acts on it).
     ///
     /// # Safety
     ///
     /// Queue lock held.
-    pub(crate) unsafe fn flags(&self, landed: bool) -> (bool, bool) {
+    pub(crate) unsafe fn standing(&self, retry_landed: bool) -> Standing {
         // SAFETY: caller's contract.
         unsafe {
             self.links.with_mut(|l| {
-                let flags = (l.pending, l.granted);
-                l.granted = false;
-                if landed {
+                if retry_landed {
                     l.pending = false;
                 }
-                flags
+                let retry_in_flight = l.pending;
+                if l.granted || l.list == UNLINKED {
+                    // Unlinked by a handoff. Unless it marked us `granted`, it
+                    // woke us with an admission, which has not landed yet.
+                    let wake_owed = !l.granted || retry_in_flight;
+                    l.granted = false;
+                    Standing::Owner { wake_owed }
+                } else {
+                    Standing::Queued { retry_in_flight }
+                }
             })
         }
     }
+}
+
+/// Where a woken waiter stands ([`Waiter::standing`]).
+pub(crate) enum Standing {
+    /// Still queued. `retry_in_flight`: a wake-up to try again is on its way
+    /// (it must land before the waiter may return).
+    Queued { retry_in_flight: bool },
+    /// A handoff unlinked the waiter: the lock is its own. `wake_owed`: a
+    /// wake-up (the admission, or a retry the handoff found in flight) is
+    /// still on its way and must land before the waiter may return.
+    Owner { wake_owed: bool },
 }
 
 /// The queue word of a lock: the anchor waiter, or null when nobody waits.
@@ -602,7 +621,7 @@ impl Chain {
         self.tail = w;
     }
 
-    /// Wakes every waiter of the chain: `admitted` says whether the lock is
+    /// Wakes every waiter of the chain: `wake` says whether the lock is
     /// theirs (a handoff) or whether they must try again.
     ///
     /// # Safety
@@ -611,7 +630,7 @@ impl Chain {
     /// waiters have not been woken since (a waiter in the chain neither
     /// returns nor joins another chain before its wake-up lands), and the
     /// queue lock has been released.
-    pub(crate) unsafe fn wake_all(self, admitted: bool) {
+    pub(crate) unsafe fn wake_all(self, wake: Wake) {
         let mut p = self.head;
         while !p.is_null() {
             // SAFETY: the waiter is alive until woken; read everything we need
@@ -621,7 +640,7 @@ impl Chain {
             let (next, waker) = unsafe { ((*p).wake_next.load(Ordering::Relaxed), (*p).parker.waker()) };
             // SAFETY: this waiter was never woken since it was taken, and is
             // woken once here.
-            unsafe { waker.wake(admitted) };
+            unsafe { waker.wake(wake) };
             p = next;
         }
     }

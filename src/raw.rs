@@ -17,7 +17,7 @@
 //!   rules it gives the lock to the
 //!   next kind *in the state word* (so admitted waiters already own it when
 //!   they wake) and wakes exactly them; in the patient rules it wakes the next
-//!   kind's fresh waiters to try again and leaves the lock free (`OPEN`) for
+//!   kind's fresh waiters to try again and leaves the lock free (`NO_HANDOFF_OWED`) for
 //!   whoever gets there first.
 //! * **Patience.** A waiter of a patient lock parks with a deadline: its
 //!   queueing time plus the patience. If it is still queued then, it makes
@@ -33,27 +33,24 @@
 //!
 //! **Who may touch the lock after releasing it.** A lock may live in memory
 //! that its next holder frees. So a releaser that leaves the lock free with
-//! waiters queued owns the handoff (`OPEN` stays clear: no arrival can enter
+//! waiters queued owns the handoff (`NO_HANDOFF_OWED` stays clear: no arrival can enter
 //! until it has settled), and every settle finishes its accesses to the lock
 //! (the last is releasing the queue lock) before it wakes anybody; an arrival
 //! never enters while the queue lock is held with waiters queued.
 
 use std::time::{Duration, Instant};
 
-use lock_api::GuardSend;
-
 use crate::bias::SharedHold;
-use crate::fairness::{admits_into_running_phase, downgrade_admits, is_strict, may_enter, next_phase};
-use crate::park::{SpinWait, WaitResult};
-use crate::queue::{Summary, Take, WaitQueue, Waiter};
+use crate::fairness::may_enter;
+use crate::queue::WaitQueue;
 use crate::state::{
-    BIASED, HOLDERS_MASK, Kind, OPEN, QUEUE_LOCKED, STRICT, WAITING_MASK, WRITER, holders, holding_kind, last_kind,
-    waiting_bits, with_holders, with_last,
+    BIASED, HOLDERS_MASK, Kind, NO_HANDOFF_OWED, QUEUE_LOCKED, STRICT, WAITING_MASK, WRITER, holders, with_holders,
+    with_last,
 };
 use crate::sync::{AtomicU64, Ordering};
-use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed};
 
 mod api;
+mod biased;
 mod handoff;
 mod wait;
 
@@ -341,10 +338,10 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     #[cold]
     #[inline(never)]
     pub(crate) fn release_contended(&self, prev: u64, kind: Kind, fair: bool) {
-        // `OPEN`: a patient lock owes its waiters nothing at the end of this
+        // `NO_HANDOFF_OWED`: a patient lock owes its waiters nothing at the end of this
         // phase; they wait for their patience, and arrivals may take the lock.
         // A fair unlock hands off regardless.
-        if holders(prev, kind) == 1 && (fair || !Self::PATIENT || prev & OPEN == 0) {
+        if holders(prev, kind) == 1 && (fair || !Self::PATIENT || prev & NO_HANDOFF_OWED == 0) {
             let s = self.lock_queue();
             self.settle(s, Settle::Released { fair });
         }
@@ -505,17 +502,17 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-impl<const P: u32, const B: bool> Default for RawPatientLock<P, B> {
+impl<const PATIENCE_US: u32, const BIAS: bool> Default for RawPatientLock<PATIENCE_US, BIAS> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const P: u32, const B: bool> core::fmt::Debug for RawPatientLock<P, B> {
+impl<const PATIENCE_US: u32, const BIAS: bool> core::fmt::Debug for RawPatientLock<PATIENCE_US, BIAS> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let s = self.state.load(Ordering::Relaxed);
         f.debug_struct("RawPatientLock")
-            .field("patience_us", &P)
+            .field("patience_us", &PATIENCE_US)
             .field("readers", &holders(s, Kind::Read))
             .field("intents", &holders(s, Kind::Intent))
             .field("writer", &(s & WRITER != 0))
@@ -530,6 +527,7 @@ impl<const P: u32, const B: bool> core::fmt::Debug for RawPatientLock<P, B> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::RawIntent;
     use lock_api::RawRwLock;
 
     #[test]

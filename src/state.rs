@@ -4,7 +4,7 @@
 //! ```text
 //!  63  62   61   60 59  58  57  56  55  54  53  52 ....... 27  26 ....... 1   0
 //! +---+----+----+-----+---+---+---+---+---+---+---+--------+---+--------+---+
-//! | 0 | ST | OP |LAST |QL |WW |IW |RW |RV |BI | g | intent | g | read   | W |
+//! | 0 | ST | NH |LAST |QL |WW |IW |RW |RV |BI | g | intent | g | read   | W |
 //! +---+----+----+-----+---+---+---+---+---+---+---+--------+---+--------+---+
 //!
 //!  W     WRITER          one writer holds the lock
@@ -19,9 +19,11 @@
 //!  LAST  LAST_MASK       while waiters are queued: the kind of the running (or
 //!                        just ended) phase, where the round robin of
 //!                        fairness.rs starts; 0 whenever no waiter is queued
-//!  OP    OPEN            patient locks only: the lock is free, waiters are
-//!                        queued, and no releaser is on its way to hand it
-//!                        off, so an arrival may take it (see fairness.rs)
+//!  NH    NO_HANDOFF_OWED patient locks only: the waiters queued are owed no
+//!                        handoff at the end of this phase, so a releaser
+//!                        that empties the lock leaves it to whoever comes
+//!                        first, and an arrival may take a free lock (see
+//!                        fairness.rs)
 //!  ST    STRICT          patient locks only: a queued request has waited out
 //!                        the lock's patience; no arrival enters until the
 //!                        requests queued at that moment have entered
@@ -38,7 +40,7 @@
 //! lock's exclusion invariant. The lock is *free* when all three are zero.
 //! The waiting bits always equal the set of kinds present in the wait queue
 //! (or, for a moment, a superset: see `settle` in raw/handoff.rs); they, `LAST`,
-//! `OPEN` and `STRICT` change only while `QUEUE_LOCKED` is held, and `OPEN`
+//! `NO_HANDOFF_OWED` and `STRICT` change only while `QUEUE_LOCKED` is held, and `NO_HANDOFF_OWED`
 //! and `STRICT` are set only while a waiting bit is. Because `LAST` is kept
 //! only while somebody waits, an uncontended free lock is exactly `0`, and the
 //! write fast path is a single compare-and-swap from `0`.
@@ -108,9 +110,10 @@ const LAST_SHIFT: u32 = 59;
 /// The running or last phase's kind while waiters are queued (a `Kind`
 /// discriminant), 0 when none is.
 pub(crate) const LAST_MASK: u64 = 3 << LAST_SHIFT;
-/// Patient locks: the lock is free with waiters queued and nobody owes it a
-/// handoff, so an arrival may take it.
-pub(crate) const OPEN: u64 = 1 << 61;
+/// Patient locks: the queued waiters are owed no handoff when this phase
+/// ends, so a releaser that empties the lock does not touch it again and an
+/// arrival may take the free lock.
+pub(crate) const NO_HANDOFF_OWED: u64 = 1 << 61;
 /// Patient locks: the strict rules are in force (a queued request has waited
 /// out the patience).
 pub(crate) const STRICT: u64 = 1 << 62;
@@ -276,7 +279,7 @@ mod tests {
             WRITE_WAITING,
             QUEUE_LOCKED,
             LAST_MASK,
-            OPEN,
+            NO_HANDOFF_OWED,
             STRICT,
             BIASED,
             REVOKING,

@@ -3,7 +3,16 @@
 //! traits of `intent.rs`, each a thin wrapper over the state machine in
 //! `raw.rs`; and `Drop`, which clears what leaked guards left in the table.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use lock_api::GuardSend;
+
+use crate::bias::SharedHold;
+use crate::state::{BIASED, HOLDERS_MASK, Kind, WRITER};
+use crate::sync::Ordering;
+use crate::{RawIntent, RawIntentDowngrade, RawIntentTimed};
+
+use super::{RawPatientLock, deadline_after};
 
 // SAFETY: the state word admits either any number of read holders, or any
 // number of intent holders, or one writer (the exclusion invariant of
@@ -15,7 +24,7 @@ use super::*;
 // which is safe. No operation unwinds with a new acquisition (the only panic,
 // on holder-count overflow, happens before the state word is changed and
 // after the queue lock is released).
-unsafe impl<const P: u32, const B: bool> lock_api::RawRwLock for RawPatientLock<P, B> {
+unsafe impl<const PATIENCE_US: u32, const BIAS: bool> lock_api::RawRwLock for RawPatientLock<PATIENCE_US, BIAS> {
     #[cfg(not(loom))]
     const INIT: Self = RawPatientLock::new();
     #[cfg(loom)]
@@ -60,7 +69,7 @@ unsafe impl<const P: u32, const B: bool> lock_api::RawRwLock for RawPatientLock<
     #[inline]
     fn is_locked(&self) -> bool {
         let s = self.state.load(Ordering::Relaxed);
-        if B && s & BIASED != 0 { self.biased_is_locked(s) } else { s & HOLDERS_MASK != 0 }
+        if BIAS && s & BIASED != 0 { self.biased_is_locked(s) } else { s & HOLDERS_MASK != 0 }
     }
 
     #[inline]
@@ -74,7 +83,7 @@ unsafe impl<const P: u32, const B: bool> lock_api::RawRwLock for RawPatientLock<
 // `bump_*` give the hold up fairly and queue again only when somebody waits,
 // through the same safe paths, and replace the guard's state with the new
 // hold's.
-unsafe impl<const P: u32, const B: bool> lock_api::RawRwLockFair for RawPatientLock<P, B> {
+unsafe impl<const PATIENCE_US: u32, const BIAS: bool> lock_api::RawRwLockFair for RawPatientLock<PATIENCE_US, BIAS> {
     #[inline]
     unsafe fn unlock_shared_fair(&self, hold: SharedHold) {
         // SAFETY: the caller holds a read acquisition through `hold`.
@@ -111,7 +120,7 @@ unsafe impl<const P: u32, const B: bool> lock_api::RawRwLockFair for RawPatientL
 
 // SAFETY: `downgrade_to` turns the write hold into a read hold in one atomic
 // step: no writer can enter in between. The new hold is counted.
-unsafe impl<const P: u32, const B: bool> lock_api::RawRwLockDowngrade for RawPatientLock<P, B> {
+unsafe impl<const PATIENCE_US: u32, const BIAS: bool> lock_api::RawRwLockDowngrade for RawPatientLock<PATIENCE_US, BIAS> {
     #[inline]
     unsafe fn downgrade(&self, _guard: GuardSend) -> SharedHold {
         // SAFETY: the caller holds the write acquisition.
@@ -123,7 +132,7 @@ unsafe impl<const P: u32, const B: bool> lock_api::RawRwLockDowngrade for RawPat
 // SAFETY: timed acquisitions use the same queue as untimed ones; a waiter that
 // times out either unlinks itself (and owns nothing) or has been admitted
 // (and returns the acquisition).
-unsafe impl<const P: u32, const B: bool> lock_api::RawRwLockTimed for RawPatientLock<P, B> {
+unsafe impl<const PATIENCE_US: u32, const BIAS: bool> lock_api::RawRwLockTimed for RawPatientLock<PATIENCE_US, BIAS> {
     type Duration = Duration;
     type Instant = Instant;
 
@@ -151,7 +160,7 @@ unsafe impl<const P: u32, const B: bool> lock_api::RawRwLockTimed for RawPatient
 // SAFETY: intent holders are counted in their own field (or published, as
 // read holders are); `may_enter` and `settle` never let them coexist with
 // readers or a writer.
-unsafe impl<const P: u32, const B: bool> RawIntent for RawPatientLock<P, B> {
+unsafe impl<const PATIENCE_US: u32, const BIAS: bool> RawIntent for RawPatientLock<PATIENCE_US, BIAS> {
     type IntentGuard = SharedHold;
 
     #[inline]
@@ -175,7 +184,7 @@ unsafe impl<const P: u32, const B: bool> RawIntent for RawPatientLock<P, B> {
         let s = self.state.load(Ordering::Relaxed);
         if s & Kind::Intent.holder_mask() == 0 {
             false
-        } else if B && s & BIASED != 0 {
+        } else if BIAS && s & BIASED != 0 {
             self.biased_is_locked(s)
         } else {
             true
@@ -184,7 +193,7 @@ unsafe impl<const P: u32, const B: bool> RawIntent for RawPatientLock<P, B> {
 }
 
 // SAFETY: as for `RawRwLockTimed`.
-unsafe impl<const P: u32, const B: bool> RawIntentTimed for RawPatientLock<P, B> {
+unsafe impl<const PATIENCE_US: u32, const BIAS: bool> RawIntentTimed for RawPatientLock<PATIENCE_US, BIAS> {
     #[inline]
     fn try_lock_intent_for(&self, timeout: Duration) -> Option<SharedHold> {
         self.acquire(Kind::Intent, deadline_after(timeout))
@@ -197,7 +206,7 @@ unsafe impl<const P: u32, const B: bool> RawIntentTimed for RawPatientLock<P, B>
 }
 
 // SAFETY: as for `RawRwLockDowngrade`, into intent.
-unsafe impl<const P: u32, const B: bool> RawIntentDowngrade for RawPatientLock<P, B> {
+unsafe impl<const PATIENCE_US: u32, const BIAS: bool> RawIntentDowngrade for RawPatientLock<PATIENCE_US, BIAS> {
     #[inline]
     unsafe fn downgrade_to_intent(&self, _guard: GuardSend) -> SharedHold {
         // SAFETY: the caller holds the write acquisition.
@@ -206,12 +215,12 @@ unsafe impl<const P: u32, const B: bool> RawIntentDowngrade for RawPatientLock<P
     }
 }
 
-impl<const P: u32, const B: bool> Drop for RawPatientLock<P, B> {
+impl<const PATIENCE_US: u32, const BIAS: bool> Drop for RawPatientLock<PATIENCE_US, BIAS> {
     fn drop(&mut self) {
         // Only leaked guards can have left published holds behind, and only
         // on a biased lock (a revocation empties the table of a lock's tags):
         // clear them, so that no lock built here later trusts them (bias.rs).
-        if B && self.state.load(Ordering::Relaxed) & BIASED != 0 {
+        if BIAS && self.state.load(Ordering::Relaxed) & BIASED != 0 {
             self.forget_published();
         }
     }

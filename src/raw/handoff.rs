@@ -3,7 +3,18 @@
 //! downgrades. `settle` applies the fairness policy (`fairness.rs`) to the
 //! queue (`queue.rs`) and wakes whoever it admits.
 
-use super::*;
+use std::time::Instant;
+
+use crate::park::Wake;
+use crate::fairness::{admits_into_running_phase, downgrade_admits, is_strict, next_phase};
+use crate::queue::{Summary, Take};
+use crate::state::{
+    HOLDERS_MASK, Kind, NO_HANDOFF_OWED, STRICT, WAITING_MASK, WRITER, holders, holding_kind, last_kind, waiting_bits,
+    with_holders, with_last,
+};
+use crate::sync::Ordering;
+
+use super::RawPatientLock;
 
 /// Why [`RawPatientLock::settle`] runs, which decides what it may do.
 #[derive(Clone, Copy)]
@@ -23,10 +34,8 @@ pub(super) enum Settle {
 /// The waiters a settle wakes, and what they get.
 pub(super) struct Pick {
     kind: Kind,
-    /// `true`: the kind's fresh waiters are woken to try again (a patient
-    /// lock left free); `false`: its waiters, spent then fresh, are handed
-    /// the lock.
-    retry: bool,
+    /// What the picked waiters get.
+    wake: Wake,
     /// Whether a new phase begins (`LAST` is set to `kind`).
     begins_phase: bool,
 }
@@ -75,17 +84,17 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     ///
     /// * a free lock under the strict rules goes to the next kind in the
     ///   round robin (every waiter of a shared kind, or the oldest writer);
-    /// * a free lock under the patient rules stays free and `OPEN`, and the
+    /// * a free lock under the patient rules stays free and `NO_HANDOFF_OWED`, and the
     ///   next kind's fresh waiters are woken to try again;
     /// * a held shared phase admits the waiters of its kind if nobody else
     ///   waits (rule 5); a downgrade may admit a kind into the running phase.
     ///
-    /// Then it recomputes the waiting bits, `STRICT`, `OPEN` and `LAST`,
+    /// Then it recomputes the waiting bits, `STRICT`, `NO_HANDOFF_OWED` and `LAST`,
     /// releases the queue lock and wakes whoever it took out of the queue.
     ///
     /// **Who hands off a free lock.** When the last holder leaves while
     /// waiters are queued, its `fetch_sub` leaves the lock empty with waiting
-    /// bits set and `OPEN` clear: *handoff pending*. Only that releaser
+    /// bits set and `NO_HANDOFF_OWED` clear: *handoff pending*. Only that releaser
     /// (`Settle::Released`) may then act. Any other thread that finds the
     /// lock so here (a waiter leaving on timeout, or whose patience ran out)
     /// has done its queue change and touches nothing else: the waiting bits
@@ -113,22 +122,22 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
         let strict = fair || is_strict(batch, Self::PATIENT);
         loop {
             let free = s & HOLDERS_MASK == 0;
-            if free && !matches!(why, Settle::Released { .. }) && s & OPEN == 0 {
+            if free && !matches!(why, Settle::Released { .. }) && s & NO_HANDOFF_OWED == 0 {
                 // Handoff pending: the releaser is on its way (see above).
                 self.unlock_queue();
                 return;
             }
             let pick = match (holding_kind(s), forced) {
-                (Some(_), Some(kind)) => Some(Pick { kind, retry: false, begins_phase: false }),
+                (Some(_), Some(kind)) => Some(Pick { kind, wake: Wake::Admitted, begins_phase: false }),
                 (None, _) if strict => {
-                    next_phase(last_kind(s), queued).map(|kind| Pick { kind, retry: false, begins_phase: true })
+                    next_phase(last_kind(s), queued).map(|kind| Pick { kind, wake: Wake::Admitted, begins_phase: true })
                 }
                 (None, _) => {
-                    next_phase(last_kind(s), fresh).map(|kind| Pick { kind, retry: true, begins_phase: false })
+                    next_phase(last_kind(s), fresh).map(|kind| Pick { kind, wake: Wake::Retry, begins_phase: false })
                 }
                 (Some(_), None) => admits_into_running_phase((s & !WAITING_MASK) | queued).map(|kind| Pick {
                     kind,
-                    retry: false,
+                    wake: Wake::Admitted,
                     begins_phase: true,
                 }),
             };
@@ -136,16 +145,16 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
             // more than its holder count can take (the rest stays queued).
             let limit = |p: &Pick| match p.kind {
                 Kind::Write => 1,
-                _ if p.retry => u64::MAX,
+                _ if p.wake == Wake::Retry => u64::MAX,
                 kind => kind.max_holders() - holders(s, kind),
             };
             let grant = match &pick {
                 // SAFETY: queue lock held.
-                Some(p) if !p.retry => unsafe { self.queue.plan(p.kind, limit(p)) },
+                Some(p) if p.wake == Wake::Admitted => unsafe { self.queue.plan(p.kind, limit(p)) },
                 _ => Take::default(),
             };
             let mut after = counts;
-            let mut new = s & !(WAITING_MASK | OPEN | STRICT);
+            let mut new = s & !(WAITING_MASK | NO_HANDOFF_OWED | STRICT);
             if let Some(p) = pick.as_ref().filter(|_| grant.n != 0) {
                 after[p.kind.index()] -= grant.n;
                 new = with_holders(new, p.kind, grant.n);
@@ -157,11 +166,11 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
             new |= waiting;
             if Self::PATIENT && batch - grant.members != 0 {
                 new |= STRICT;
-            } else if Self::PATIENT && waiting != 0 && (new & HOLDERS_MASK == 0 || s & OPEN != 0) {
+            } else if Self::PATIENT && waiting != 0 && (new & HOLDERS_MASK == 0 || s & NO_HANDOFF_OWED != 0) {
                 // Patient, and nothing owed: a lock left free is open to
                 // arrivals (nobody is on the way to hand it off), and a held
                 // one stays open if it was.
-                new |= OPEN;
+                new |= NO_HANDOFF_OWED;
             }
             // `LAST` is kept only while somebody waits.
             if waiting == 0 {
@@ -177,14 +186,14 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
                 Ok(_) => {
                     // SAFETY: queue lock held, queue unchanged since `plan`.
                     let chain = match &pick {
-                        Some(p) if p.retry => unsafe { self.queue.retry(p.kind, limit(p)) },
+                        Some(p) if p.wake == Wake::Retry => unsafe { self.queue.retry(p.kind, limit(p)) },
                         _ => unsafe { self.queue.take(grant) },
                     };
                     self.unlock_queue();
                     // SAFETY: every waiter in the chain was picked by us and
                     // has not been woken since, so it is alive; our last
                     // access to the lock was the unlock above.
-                    unsafe { chain.wake_all(!pick.is_some_and(|p| p.retry)) };
+                    unsafe { chain.wake_all(pick.map_or(Wake::Admitted, |p| p.wake)) };
                     return;
                 }
                 Err(now) => s = now,

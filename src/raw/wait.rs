@@ -6,7 +6,15 @@
 
 use std::time::Instant;
 
-use super::*;
+use crate::bias::SharedHold;
+use crate::fairness::may_enter;
+use crate::park::{SpinWait, WaitResult};
+use crate::queue::{Standing, Waiter};
+use crate::state::{BIASED, Kind, NO_HANDOFF_OWED, QUEUE_LOCKED, STRICT, WAITING_MASK, holders, holding_kind, with_last};
+use crate::sync::Ordering;
+
+use super::handoff::Settle;
+use super::{RawPatientLock, entered, overflow};
 
 impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS> {
     /// Queues a request of `kind` and waits for its admission.
@@ -44,50 +52,51 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
             return true;
         }
         loop {
-            // Sleep until a wake-up or the earlier of the two deadlines.
-            let patience_first = patience.is_some_and(|p| deadline.is_none_or(|d| p <= d));
-            let woken = w.parker.wait(if patience_first { patience } else { deadline });
+            // Sleep until a wake-up or the earlier of the two alarms.
+            let alarm = Alarm::earlier(patience, deadline);
+            let woken = w.parker.wait(alarm.at());
             if woken == WaitResult::Admitted {
                 // A handoff: the lock is ours, and nobody touches `w` again.
                 return true;
             }
-            let landed = woken == WaitResult::Retry;
-            if landed {
+            let retry_landed = woken == WaitResult::Retry;
+            if retry_landed {
                 w.parker.reset();
             }
             let s = self.lock_queue();
             // SAFETY (all queue calls here): we hold the queue lock.
-            let (pending, granted) = unsafe { w.flags(landed) };
-            let in_flight = pending && !landed;
-            if granted || unsafe { !w.is_linked() } {
-                // A handoff unlinked us: the lock is ours. Its wake-up (an
-                // admission, or the retry wake-up still in flight when the
-                // handoff found us) must land before we may return.
-                self.unlock_queue();
-                if !granted || in_flight {
-                    w.parker.wait(None);
+            let retry_in_flight = match unsafe { w.standing(retry_landed) } {
+                Standing::Owner { wake_owed } => {
+                    // A handoff unlinked us: the lock is ours. A wake-up still
+                    // on its way to us (the admission, or a retry wake-up the
+                    // handoff found in flight) must land before we may return.
+                    self.unlock_queue();
+                    if wake_owed {
+                        w.parker.wait(None);
+                    }
+                    return true;
                 }
-                return true;
-            }
-            match woken {
+                Standing::Queued { retry_in_flight } => retry_in_flight,
+            };
+            match (woken, alarm) {
                 // Woken to try again: enter if compatible, else wait on (now
                 // spent: no more wake-ups to try, only a handoff).
-                WaitResult::Retry => {
+                (WaitResult::Retry, _) => {
                     if self.enter_or_wait(&w, s, &mut patience) {
                         return true;
                     }
                 }
                 // Our patience ran out while we were still queued.
-                _ if patience_first => {
+                (_, Alarm::Patience(_)) => {
                     patience = None;
                     unsafe { self.queue.expire(&w) };
                     self.settle(s, Settle::Expired);
                 }
                 // Timed out: leave, and let a wake-up in flight land first.
-                _ => {
+                (_, Alarm::Deadline(_) | Alarm::Never) => {
                     unsafe { self.queue.unlink(&w) };
                     self.settle(s, Settle::Left);
-                    if in_flight {
+                    if retry_in_flight {
                         w.parker.wait(None);
                     }
                     return false;
@@ -122,8 +131,8 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
                 let mut new = (entered(s, kind) & !WAITING_MASK) | unsafe { self.queue.summary() }.queued;
                 new = self.with_strict(new);
                 if new & WAITING_MASK == 0 {
-                    // `LAST` and `OPEN` are kept only while somebody waits.
-                    new = with_last(new, None) & !OPEN;
+                    // `LAST` and `NO_HANDOFF_OWED` are kept only while somebody waits.
+                    new = with_last(new, None) & !NO_HANDOFF_OWED;
                 }
                 // AcqRel: acquire the lock; release the queue lock.
                 match self.state.compare_exchange(s, new & !QUEUE_LOCKED, Ordering::AcqRel, Ordering::Relaxed) {
@@ -138,7 +147,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
             if unsafe { !w.is_linked() } {
                 unsafe { self.queue.push(w, *patience) };
                 // A fresh waiter is owed a try when this phase ends.
-                clear = OPEN;
+                clear = NO_HANDOFF_OWED;
             }
             // Publish the waiting bit and release the queue lock in one step.
             // The first waiter also records the running phase's kind, where
@@ -163,6 +172,37 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     /// Queue lock held.
     pub(super) fn with_strict(&self, new: u64) -> u64 {
         // SAFETY: the caller holds the queue lock.
-        if Self::PATIENT && unsafe { self.queue.batch_left() } != 0 { (new | STRICT) & !OPEN } else { new & !STRICT }
+        if Self::PATIENT && unsafe { self.queue.batch_left() } != 0 { (new | STRICT) & !NO_HANDOFF_OWED } else { new & !STRICT }
+    }
+}
+
+/// What a queued request's sleep is set to end at: the earlier of its two
+/// alarms, or never.
+#[derive(Clone, Copy)]
+enum Alarm {
+    /// Its patience runs out (the lock turns strict for it).
+    Patience(Instant),
+    /// Its timeout passes (it leaves the queue).
+    Deadline(Instant),
+    /// Neither: it sleeps until woken.
+    Never,
+}
+
+impl Alarm {
+    /// The earlier of `patience` and `deadline` (patience on a tie).
+    fn earlier(patience: Option<Instant>, deadline: Option<Instant>) -> Alarm {
+        match (patience, deadline) {
+            (Some(p), d) if d.is_none_or(|d| p <= d) => Alarm::Patience(p),
+            (_, Some(d)) => Alarm::Deadline(d),
+            (_, None) => Alarm::Never,
+        }
+    }
+
+    /// When the sleep ends by itself.
+    fn at(self) -> Option<Instant> {
+        match self {
+            Alarm::Patience(t) | Alarm::Deadline(t) => Some(t),
+            Alarm::Never => None,
+        }
     }
 }

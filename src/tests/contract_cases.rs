@@ -1,4 +1,4 @@
-// The contract tests' cases, included twice by `contract_tests.rs` (once per
+// The contract tests' cases, included twice by `contract.rs` (once per
 // starting state of the lock); each includer defines `new_lock`.
 
 #[test]

@@ -1,5 +1,5 @@
-//! What the deterministic schedule tests share (`contract_tests.rs`,
-//! `patience_tests.rs`): actors that take a lock in one kind and hold it
+//! What the deterministic schedule tests share (`contract.rs`,
+//! `patience.rs`): actors that take a lock in one kind and hold it
 //! until told to release, a log of who entered in which order, and a wait
 //! with a watchdog, so that a hang fails the test with a message instead of
 //! timing CI out. Nothing here depends on timing except the watchdog.
@@ -28,7 +28,7 @@ pub(crate) fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// The raw lock of `lock`, for inspection.
-pub(crate) fn raw<const P: u32>(lock: &PatientLock<(), P>) -> &RawPatientLock<P> {
+pub(crate) fn raw<const PATIENCE_US: u32>(lock: &PatientLock<(), PATIENCE_US>) -> &RawPatientLock<PATIENCE_US> {
     // SAFETY: used for read-only inspection only.
     unsafe { lock.raw() }
 }
@@ -50,8 +50,8 @@ pub(crate) struct Actor {
 impl Actor {
     /// Starts the actor and waits until it is queued (one more waiter of its
     /// kind than before).
-    pub(crate) fn queue<const P: u32>(
-        lock: &Arc<PatientLock<(), P>>,
+    pub(crate) fn queue<const PATIENCE_US: u32>(
+        lock: &Arc<PatientLock<(), PATIENCE_US>>,
         log: &Log,
         name: &'static str,
         kind: Kind,
@@ -64,8 +64,8 @@ impl Actor {
     }
 
     /// Starts the actor.
-    pub(crate) fn start<const P: u32>(
-        lock: &Arc<PatientLock<(), P>>,
+    pub(crate) fn start<const PATIENCE_US: u32>(
+        lock: &Arc<PatientLock<(), PATIENCE_US>>,
         log: &Log,
         name: &'static str,
         kind: Kind,

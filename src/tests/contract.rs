@@ -13,10 +13,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::state::{Kind, MAX_SHARED, READ_ONE, WAITING_MASK, holders};
-use crate::test_support::{Actor, Log, log_of, raw, wait_for};
+use crate::tests::support::{Actor, Log, log_of, raw, wait_for};
 use crate::*;
 
-/// The strict contract is checked on the strict lock; `patience_tests.rs`
+/// The strict contract is checked on the strict lock; `patience.rs`
 /// checks the patient rules.
 type Lock = Arc<StrictPhaseLock<()>>;
 

@@ -119,7 +119,7 @@ fn a_timed_writer_revokes_and_is_handed_the_lock() {
         // SAFETY: the write hold just taken.
         w.map(|w| unsafe { l2.unlock_exclusive(w) }).is_some()
     });
-    crate::test_support::wait_for("the writer to queue", || l.queued(Kind::Write) == 1);
+    crate::tests::support::wait_for("the writer to queue", || l.queued(Kind::Write) == 1);
     assert_eq!(l.state_word() & BIASED, 0);
     unlock_read(&l, h);
     assert!(writer.join().unwrap(), "the writer timed out");

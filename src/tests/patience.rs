@@ -1,6 +1,6 @@
 //! The patient rules and the switch to strict, as deterministic schedules.
 //!
-//! Like `contract_tests.rs`: actors take the lock in a chosen order, the test
+//! Like `contract.rs`: actors take the lock in a chosen order, the test
 //! waits (by inspecting the state word and the queue) until each is where it
 //! should be, then checks who entered and in which order. A patience of a
 //! minute stands for "never runs out"; the switch to strict is awaited by
@@ -11,14 +11,14 @@ use std::thread;
 use std::time::Duration;
 
 use crate::queue::Pool;
-use crate::state::{Kind, OPEN, STRICT, WAITING_MASK};
-use crate::test_support::{Actor, Log, log_of, raw, wait_for};
+use crate::state::{Kind, NO_HANDOFF_OWED, STRICT, WAITING_MASK};
+use crate::tests::support::{Actor, Log, log_of, raw, wait_for};
 use crate::*;
 
 /// A patience that never runs out during a test (60 s).
 const NEVER: u32 = 60_000_000;
 
-fn assert_idle<const P: u32>(lock: &PatientLock<(), P>) {
+fn assert_idle<const PATIENCE_US: u32>(lock: &PatientLock<(), PATIENCE_US>) {
     let s = raw(lock).state_word();
     assert_eq!(s, 0, "an idle lock is the all-zero word: {s:#x}");
     for kind in Kind::ALL {
@@ -128,7 +128,7 @@ fn timeout_during_the_switch_to_strict_leaves_no_trace() {
     wait_for("the lock to turn strict", || raw(&lock).state_word() & STRICT != 0);
     assert!(!t.join().unwrap(), "the write lock was held throughout");
     let s = raw(&lock).state_word();
-    assert_eq!(s & (WAITING_MASK | STRICT | OPEN), 0, "the timed-out request left a trace: {s:#x}");
+    assert_eq!(s & (WAITING_MASK | STRICT | NO_HANDOFF_OWED), 0, "the timed-out request left a trace: {s:#x}");
     drop(w);
     assert_idle(&lock);
     assert!(lock.try_intent().is_some());
