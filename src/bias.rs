@@ -82,29 +82,19 @@
 //! shared by every lock, plus 64 inhibition cells (1.5 KiB). A revocation
 //! reads all 1024 words once, in address order: 128 cache lines, linear in
 //! the table's size and independent of the number of locks and of threads
-//! (measured here: about 1 µs, `examples/scaling.rs`; BRAVO's 4096 slots
-//! measured 5 µs, and a compile-time size keeps the index computation free
-//! of loads — a table sized at run time cost a third of the two-thread read
-//! throughput). Collisions only send a request to the counted path: with
+//! (about 1 µs on a 2-CPU machine: `docs/design.md`, with the measured
+//! alternatives). A compile-time size keeps the index computation free of
+//! loads. Collisions only send a request to the counted path: with
 //! `T` threads holding one lock at once, about `T²/2048` pairs collide.
 //! The read path costs one compare-and-swap on the thread's own slot, one
 //! load of the state word (shared, read-only while the bias lasts) and one
 //! compare-and-swap to leave, whatever the number of CPUs.
 //!
-//! **On bigger machines (a model; nothing here has more than 2 CPUs).**
-//! Inputs: a cache-line transfer between cores costs `c` ≈ 50–100 ns on one
-//! socket and 150–300 ns across sockets; an L1/L2 hit a few ns; one scan
-//! step here ≈ 1 ns. Read path: no line is written by two CPUs, so its cost
-//! stays the 1-CPU cost (≈ 6–7 ns per acquire + release measured here) at
-//! 16, 64 or 256 cores, and total throughput grows linearly, whereas a
-//! counted lock serializes on one line: at most one RMW per `c`, about
-//! 10–20 M/s in total whatever the core count. Revocation: 128 lines, of
-//! which the ones holding live publications are in other cores' caches.
-//! Predicted cost ≈ 128 × (hit) + `h` × `c` for `h` distinct lines with
-//! holders: about 1–2 µs at 16 cores (`h` ≤ 16), 5–8 µs at 64, and up to
-//! 128 × `c` ≈ 15–40 µs at 256 cores (every line remote). With the
-//! inhibition below (≥ 9× the revocation), at most 10 % of the time goes to
-//! revoking, and kinds that alternate quickly stop being biased.
+//! On bigger machines the read path touches no line written by another
+//! CPU, so its cost stays the one-CPU cost, and a revocation costs about one
+//! remote line per line holding a live publication; `docs/design.md` models
+//! 16, 64 and 256 cores. The inhibition below bounds revoking to one part in
+//! ten of the time.
 //!
 //! # Stale slots
 //!

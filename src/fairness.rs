@@ -2,37 +2,11 @@
 //!
 //! # The contract
 //!
-//! A **phase** is a maximal stretch of time in which the lock is held by one
-//! kind: any number of readers, or any number of intent holders, or one
-//! writer. A phase *begins* when a free lock is acquired or when the lock is
-//! handed from one kind to the next; a downgrade changes the kind of the
-//! running phase without beginning a new one. Each lock has a **patience**
-//! `P` (a const generic, in microseconds).
-//!
-//! 1. **Concurrent entering.** A read or intent request that finds its own
-//!    kind holding the lock and no waiter queued enters at once. ([`may_enter`])
-//! 2. **Patient, then strict.** While no queued request has waited `P`, an
-//!    arrival enters whenever it is compatible with the holders ([`may_enter`]
-//!    with `patient`). Once the oldest has, the lock is strict until every
-//!    request queued at that moment has entered or left: nobody enters
-//!    without a handoff ([`is_strict`]). `P = 0`: always strict while anybody
-//!    waits.
-//! 3. **Handoff.** When a phase ends with waiters queued and the lock is
-//!    strict, the next phase goes to the waiting kinds in the fixed round
-//!    robin read → intent → write → read …, starting after the kind of the
-//!    phase that ended and skipping kinds with no waiter. A shared kind's
-//!    phase admits *every* queued waiter of that kind at once; a write phase
-//!    admits the oldest queued writer alone. ([`next_phase`]) When it ends
-//!    and the lock is patient, the next kind in the same round robin that has
-//!    *fresh* waiters (never woken) has them woken to try; they stay queued.
-//! 4. **Bound.** From the moment a read or intent request is queued to the
-//!    moment it enters, at most `P` passes plus at most two other phases
-//!    begin. A writer with `k` writers queued ahead: `P` plus `3k + 2`.
-//! 5. **Leaving.** try-locks never queue. A timed-out waiter unlinks itself
-//!    under the queue lock and clears its kind's waiting bit if it was the last
-//!    of its kind; if that leaves only waiters of the kind now holding a shared
-//!    phase, they are admitted into it ([`admits_into_running_phase`]), so rule
-//!    1 holds again at once.
+//! The rules are stated once, numbered 1–6, in the crate documentation
+//! (`src/lib.rs`, "Fairness"). Their decisions live here: rules 1 and 2 are
+//! [`may_enter`] and [`is_strict`], rule 3 is [`next_phase`], rule 5's
+//! admission into a running phase is [`admits_into_running_phase`], and a
+//! downgrade's admission is [`downgrade_admits`].
 //!
 //! # Why the implementation meets it
 //!

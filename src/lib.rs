@@ -84,23 +84,20 @@
 //! readers (it is their turn after a write); downgrading to intent admits the
 //! waiting intent holders only if no reader waits.
 //!
-//! **Why the default patience is 1 ms.** A patient lock trades a bounded wait
-//! for throughput: a change of kind while others wait no longer costs a
-//! context switch per admitted thread, because running threads keep the lock
-//! busy and the handoff happens at most once per patience. The patience
-//! sweep of the fairness report (README, "Patience") shows every patience
-//! from 10 µs to 4 ms at the stock locks' throughput; an earlier sweep,
-//! before arrivals yielded, showed 10–200 µs collapsing on 16 threads (strict
-//! periods too often) and 1 ms holding. 1 ms keeps that margin and amortizes
-//! each strict handoff over a millisecond of barging. The bound is in time
-//! and phases once a request is queued; longest waits measured from the call
-//! on an oversubscribed machine are set by the scheduler (README).
+//! **Why the default patience is 1 ms**, and what other patiences measure:
+//! `docs/design.md` in the repository, with the patience sweep of the
+//! fairness report (`cargo run --release -p phase-lock-reports --bin
+//! fairness -- --sweep`). In short: any patience from 10 µs up runs at the
+//! stock locks' throughput there, and 1 ms leaves room for timer slack and
+//! wake-up latency. The bound is in time and phases once a request is
+//! queued; longest waits measured from the call on an oversubscribed
+//! machine are set by the scheduler (`docs/results/fairness.md`).
 //!
-//! The policy lives in one file (`src/fairness.rs`), which also gives the
-//! argument for why the implementation meets it; `src/tests/contract.rs`
-//! (strict) and `src/tests/patience.rs` (patient) check the rules with
-//! deterministic schedules, and the fairness report (`cargo run --release
-//! --example fairness`) measures waits and phases from outside the lock.
+//! This section is the contract's one statement; `src/fairness.rs` gives the
+//! argument for why the implementation meets it, rule by rule;
+//! `src/tests/contract.rs` (strict) and `src/tests/patience.rs` (patient)
+//! check the rules with deterministic schedules, and the fairness report
+//! measures waits and phases from outside the lock.
 //!
 //! # Costs
 //!
@@ -147,17 +144,18 @@
 #![warn(rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// In dependency order: each module uses only those above it.
 #[cfg(feature = "arc_lock")]
 mod arc_guard;
-mod bias;
-mod fairness;
-mod guard;
-mod intent;
-mod park;
-mod queue;
-mod raw;
-mod state;
-mod sync;
+mod bias; // the process-wide slot table of biased shared phases
+mod fairness; // who may enter: the policy, as pure functions of the word
+mod guard; // the intent mode's safe guards
+mod intent; // the intent mode's raw traits
+mod park; // parking and waking one waiter
+mod queue; // the wait queue and the strict batch
+mod raw; // RawPatientLock, the state machine
+mod state; // the state word's layout
+mod sync; // the one place that names std's or loom's atomics and threads // owned guards
 
 #[cfg(all(test, not(loom)))]
 mod tests;

@@ -50,9 +50,7 @@ impl SpinWait {
     /// that yields and is admitted meanwhile sits at the back of the run
     /// queue while it owns the lock, holding the whole phase open; a parked
     /// waiter is woken with the scheduler's wake-up preference instead.
-    /// Measured on 2 cores, 4 threads (read/intent 50/50 and read/write
-    /// 90/10): spin-and-yield before parking gave 0.3–1.8 M acquisitions/s,
-    /// spin-then-park 8–15 M.
+    /// (`docs/design.md` has the measurement.)
     pub(crate) const fn before_parking() -> Self {
         SpinWait { counter: 0, spin_rounds: 2, yield_rounds: 0, backoff: true }
     }
@@ -66,25 +64,11 @@ impl SpinWait {
     /// so nothing can be handed to it while it sits in the run queue, and on
     /// an oversubscribed machine the yield lets a descheduled holder finish.
     ///
-    /// Why polls one hint apart rather than backing off: a lock that changes
+    /// Polls one hint apart rather than backing off: a lock that changes
     /// kind is free only between one holder's release and the next barging
-    /// entry, a window about as long as the work done outside the lock. A
-    /// request that checks every 2^n hints sleeps through most of those
-    /// windows; one that checks after every hint catches them, for the same
-    /// microsecond of spinning. Measured with `examples/throughput.rs`
-    /// (paired rounds, ratio to the better stock lock) on 2 cores at 2, 4,
-    /// 8 and 16 threads (`PHASE_LOCK_THROUGHPUT_ONLY=ri-fixed,rw-90-10,rw-50-50
-    /// PHASE_LOCK_THROUGHPUT_THREADS=2,4,8,16`), on the same tree but for
-    /// this file (the backing-off one is `git show c05bc6b:src/park.rs`):
-    /// backing off, read/write 50/50 ran at 0.75–0.98× (0.81× on
-    /// 2 threads), 90/10 at 0.87–0.90× (1.16× at 16 in a disturbed round),
-    /// one reader against one intent holder at 0.84×, and fixed kinds at 4–16
-    /// threads at 1.30–1.41×; polling, 1.01–1.04×, 0.89–0.97×, 0.94×, and
-    /// 1.29–1.36×. The trade: a few percent of the fixed-kind points at 8–16
-    /// threads, where a waiting kind gains nothing from catching a window
-    /// (the running kind's holders overlap) and its polls take processor
-    /// time from them. Before that, spinning alone with no yields gave 90/10
-    /// 0.36–0.66×.
+    /// entry, a window about as long as the work done outside the lock,
+    /// which a request that checks every 2^n hints sleeps through
+    /// (`docs/design.md`, "Why arrivals poll without backing off").
     pub(crate) const fn before_queueing() -> Self {
         SpinWait { counter: 0, spin_rounds: 30, yield_rounds: 7, backoff: false }
     }

@@ -59,16 +59,10 @@ use handoff::Settle;
 /// The default patience of [`RawPhaseLock`] and [`PhaseLock`](crate::PhaseLock),
 /// in microseconds.
 ///
-/// Chosen from the patience sweep of the fairness report (`cargo run
-/// --release --example fairness -- --sweep`, README "Patience"). With
-/// arrivals that spin and yield before queueing, every patience from 10 µs
-/// to 4 ms runs at the stock locks' throughput in the swept scenarios, and
-/// the longest waits there are set by the scheduler rather than by the
-/// patience. Without that pre-queue phase, patiences of 10–200 µs collapsed
-/// to 3–15 % of stock throughput on 16 threads, and 1 ms did not: strict
-/// periods (a few context switches each) came too often. 1 ms keeps that
-/// margin, leaves room for timer slack and wake-up latency, and amortizes
-/// each strict handoff over a millisecond of barging.
+/// Any patience from 10 µs up runs at the stock locks' throughput in the
+/// patience sweep of the fairness report; 1 ms leaves room for timer slack
+/// and wake-up latency and amortizes each strict handoff over a millisecond
+/// of barging (`docs/design.md`, "Why the default patience is 1 ms").
 pub const DEFAULT_PATIENCE_US: u32 = 1000;
 
 /// The raw phase-fair lock with a patience of `PATIENCE_US` microseconds:
@@ -358,8 +352,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     /// a stream of short holds. It therefore polls at a constant short
     /// interval instead of backing off exponentially: a thread that backs off
     /// keeps missing the free windows between handoffs and sees phases go by
-    /// before it is even queued (the fairness report measured up to 15 on a
-    /// lone reader against a write flood). Only after `QUEUE_LOCK_POLLS` polls
+    /// before it is even queued (`docs/design.md`). Only after `QUEUE_LOCK_POLLS` polls
     /// (a few microseconds, when the holder has probably been descheduled)
     /// does it yield the processor between polls.
     fn lock_queue(&self) -> u64 {

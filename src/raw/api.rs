@@ -120,7 +120,9 @@ unsafe impl<const PATIENCE_US: u32, const BIAS: bool> lock_api::RawRwLockFair fo
 
 // SAFETY: `downgrade_to` turns the write hold into a read hold in one atomic
 // step: no writer can enter in between. The new hold is counted.
-unsafe impl<const PATIENCE_US: u32, const BIAS: bool> lock_api::RawRwLockDowngrade for RawPatientLock<PATIENCE_US, BIAS> {
+unsafe impl<const PATIENCE_US: u32, const BIAS: bool> lock_api::RawRwLockDowngrade
+    for RawPatientLock<PATIENCE_US, BIAS>
+{
     #[inline]
     unsafe fn downgrade(&self, _guard: GuardSend) -> SharedHold {
         // SAFETY: the caller holds the write acquisition.

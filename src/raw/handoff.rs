@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use crate::park::Wake;
 use crate::fairness::{admits_into_running_phase, downgrade_admits, is_strict, next_phase};
+use crate::park::Wake;
 use crate::queue::{Summary, Take};
 use crate::state::{
     HOLDERS_MASK, Kind, NO_HANDOFF_OWED, STRICT, WAITING_MASK, WRITER, holders, holding_kind, last_kind, waiting_bits,

@@ -10,7 +10,9 @@ use crate::bias::SharedHold;
 use crate::fairness::may_enter;
 use crate::park::{SpinWait, WaitResult};
 use crate::queue::{Standing, Waiter};
-use crate::state::{BIASED, Kind, NO_HANDOFF_OWED, QUEUE_LOCKED, STRICT, WAITING_MASK, holders, holding_kind, with_last};
+use crate::state::{
+    BIASED, Kind, NO_HANDOFF_OWED, QUEUE_LOCKED, STRICT, WAITING_MASK, holders, holding_kind, with_last,
+};
 use crate::sync::Ordering;
 
 use super::handoff::Settle;
@@ -172,7 +174,11 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     /// Queue lock held.
     pub(super) fn with_strict(&self, new: u64) -> u64 {
         // SAFETY: the caller holds the queue lock.
-        if Self::PATIENT && unsafe { self.queue.batch_left() } != 0 { (new | STRICT) & !NO_HANDOFF_OWED } else { new & !STRICT }
+        if Self::PATIENT && unsafe { self.queue.batch_left() } != 0 {
+            (new | STRICT) & !NO_HANDOFF_OWED
+        } else {
+            new & !STRICT
+        }
     }
 }
 
