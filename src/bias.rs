@@ -145,7 +145,7 @@ slot_table!(table, SLOTS);
 /// How a shared (read or intent) acquisition holds its lock: counted in the
 /// lock's state word, or published in a slot of the process-wide bias table.
 ///
-/// This is the per-acquisition guard state of [`RawPatientLock`]'s shared
+/// This is the per-acquisition guard state of [`RawPatientLock`](crate::RawPatientLock)'s shared
 /// and intent modes (lock_api's `SharedGuard`, and this crate's
 /// `IntentGuard`). Guards carry it and give it back on release; you only see
 /// it when you use the raw lock directly, where it must be passed back to the
