@@ -145,17 +145,17 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // In dependency order: each module uses only those above it.
-#[cfg(feature = "arc_lock")]
-mod arc_guard;
-mod bias; // the process-wide slot table of biased shared phases
+mod sync; // the one place that names std's or loom's atomics and threads
+mod state; // the state word's layout
 mod fairness; // who may enter: the policy, as pure functions of the word
-mod guard; // the intent mode's safe guards
-mod intent; // the intent mode's raw traits
 mod park; // parking and waking one waiter
 mod queue; // the wait queue and the strict batch
+mod bias; // the process-wide slot table of biased shared phases
+mod intent; // the intent mode's raw traits
 mod raw; // RawPatientLock, the state machine
-mod state; // the state word's layout
-mod sync; // the one place that names std's or loom's atomics and threads // owned guards
+mod guard; // the intent mode's safe guards
+#[cfg(feature = "arc_lock")]
+mod arc_guard; // owned guards
 
 #[cfg(all(test, not(loom)))]
 mod tests;
