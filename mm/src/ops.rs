@@ -382,9 +382,12 @@ impl Mm {
         Ok(())
     }
 
-    /// Page-table statistics. Under Split this is also a grace period
-    /// (it holds the page-table lock for read), so deferred tables are
-    /// released first.
+    /// Page-table statistics. Deferred tables are released first wherever
+    /// a grace period can be had without waiting (as after a DONTNEED: the
+    /// VMA lock for write under Classic and Refcount, with no rmap walker
+    /// inside for Refcount; the page-table lock for read under Split, which
+    /// `stats` holds while it counts). So at rest, with no other thread in
+    /// the address space, `deferred_tables` is 0 for every strategy.
     ///
     /// ```
     /// use phase_lock_mm::*;
@@ -395,6 +398,7 @@ impl Mm {
     /// assert_eq!(mm.stats().mapped_pages, 1);
     /// ```
     pub fn stats(&self) -> MmStats {
+        self.inner.maybe_reclaim();
         let sl = self.semi_locked();
         let m = sl.m;
         let mut mapped = 0;

@@ -316,3 +316,39 @@ fn shadow_model() {
         }
     }
 }
+
+/// `stats()` is a grace period at rest for every strategy: a PTE table that a
+/// DONTNEED deferred while another thread held the VMA lock (so that the
+/// DONTNEED's own try at a grace period failed, and no later operation
+/// released it) is released by the next `stats()` once that thread has left.
+/// This was `mm_stress`'s rare "stats() is a grace period" failure: under
+/// Refcount, the last table-freeing DONTNEED of a run could lose its
+/// try-lock to another thread's fault.
+#[test]
+fn stats_releases_what_a_busy_dontneed_left_deferred() {
+    use std::sync::mpsc;
+    let mm = Mm::new(Strategy::Refcount, &FrameAllocator::new());
+    mm.mmap(0, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    mm.fault(0, true).unwrap();
+    let (held_tx, held_rx) = mpsc::channel();
+    let (leave_tx, leave_rx) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let mm = &mm;
+        s.spawn(move || {
+            // Holds the VMA lock for read (a semi-locked walker).
+            let _walker = mm.semi_locked();
+            held_tx.send(()).unwrap();
+            leave_rx.recv().unwrap();
+        });
+        held_rx.recv().unwrap();
+        mm.madvise_dontneed(0, PMD_SIZE).unwrap();
+        let busy = mm.stats();
+        assert_eq!(busy.tables[Level::Pte as usize], 0, "the empty table was unlinked");
+        assert_eq!(busy.deferred_tables, 1, "no grace period while a walker holds the VMA lock");
+        leave_tx.send(()).unwrap();
+    });
+    let rest = mm.stats();
+    assert_eq!(rest.deferred_tables, 0, "at rest, stats() is a grace period");
+    assert_eq!(rest.tables_freed, 1);
+    assert_eq!(mm.check_invariants().map(|a| a.len()), Ok(0));
+}
