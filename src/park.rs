@@ -17,6 +17,8 @@
 //!   unparked (no allocation: cloning a handle bumps a reference count).
 //!   `RUSTFLAGS="--cfg phase_lock_portable_parker"` selects this path on
 //!   Linux too, so that CI tests it.
+//! * `RUSTFLAGS="--cfg phase_lock_spurious_wakeups"` (tests only) makes a
+//!   quarter of the sleeps return at once, as real futex waits sometimes do.
 
 use std::time::Instant;
 
@@ -196,6 +198,10 @@ impl Parker {
     /// passed; spurious returns are allowed.
     #[cfg(all(not(loom), target_os = "linux", not(phase_lock_portable_parker)))]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
+        #[cfg(phase_lock_spurious_wakeups)]
+        if spurious::now() {
+            return deadline.is_none_or(|d| Instant::now() < d);
+        }
         let timeout = match deadline {
             None => None,
             Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -210,6 +216,10 @@ impl Parker {
 
     #[cfg(all(not(loom), any(not(target_os = "linux"), phase_lock_portable_parker)))]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
+        #[cfg(phase_lock_spurious_wakeups)]
+        if spurious::now() {
+            return deadline.is_none_or(|d| Instant::now() < d);
+        }
         match deadline {
             None => std::thread::park(),
             Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -232,6 +242,34 @@ impl Parker {
         }
         crate::sync::park();
         true
+    }
+}
+
+/// Test mode (`RUSTFLAGS="--cfg phase_lock_spurious_wakeups"`): a quarter of
+/// the sleeps return at once, as a futex wait may on `EINTR` or an unrelated
+/// wake-up, so that the tests run every caller's recheck loop.
+#[cfg(all(not(loom), phase_lock_spurious_wakeups))]
+mod spurious {
+    use std::cell::Cell;
+
+    thread_local! {
+        static STATE: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Whether this sleep returns spuriously: one in four, from a per-thread
+    /// xorshift generator seeded by the address of its state.
+    pub(super) fn now() -> bool {
+        STATE.with(|c| {
+            let mut x = c.get();
+            if x == 0 {
+                x = (c as *const Cell<u64> as u64) | 1;
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.set(x);
+            x % 4 == 0
+        })
     }
 }
 
