@@ -174,7 +174,7 @@ impl Parker {
             return woken;
         }
         loop {
-            if !self.sleep(deadline) {
+            if !self.sleep_or_return_spuriously(deadline) {
                 return WaitResult::TimedOut;
             }
             if let Some(woken) = woken(self.word.load(Ordering::Acquire)) {
@@ -194,14 +194,21 @@ impl Parker {
         self.word.store(WAITING, Ordering::Relaxed);
     }
 
+    /// [`Parker::sleep`], except that in the test mode of `spurious` a
+    /// quarter of the calls return at once without sleeping.
+    #[inline]
+    fn sleep_or_return_spuriously(&self, deadline: Option<Instant>) -> bool {
+        #[cfg(all(not(loom), phase_lock_spurious_wakeups))]
+        if spurious::now() {
+            return deadline.is_none_or(|d| Instant::now() < d);
+        }
+        self.sleep(deadline)
+    }
+
     /// Sleeps while the word is `PARKED`. Returns `false` if the deadline has
     /// passed; spurious returns are allowed.
     #[cfg(all(not(loom), target_os = "linux", not(phase_lock_portable_parker)))]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
-        #[cfg(phase_lock_spurious_wakeups)]
-        if spurious::now() {
-            return deadline.is_none_or(|d| Instant::now() < d);
-        }
         let timeout = match deadline {
             None => None,
             Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -216,10 +223,6 @@ impl Parker {
 
     #[cfg(all(not(loom), any(not(target_os = "linux"), phase_lock_portable_parker)))]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
-        #[cfg(phase_lock_spurious_wakeups)]
-        if spurious::now() {
-            return deadline.is_none_or(|d| Instant::now() < d);
-        }
         match deadline {
             None => std::thread::park(),
             Some(d) => match d.checked_duration_since(Instant::now()) {
