@@ -41,13 +41,16 @@ fn fault_zap_walk(strategy: Strategy, walker: bool, bound: Option<usize>) {
 
         let f = mm.clone();
         let faulter = thread::spawn(move || f.fault(BASE + PAGE_SIZE, true).unwrap());
+        // PerVma reclaims only a table whose every entry the zap covers
+        // (all 8 under loom).
+        let zap_pages = if strategy == Strategy::PerVma { 8 } else { 2 };
         let z = mm.clone();
-        let zapper = thread::spawn(move || z.madvise_dontneed(BASE, 2 * PAGE_SIZE).unwrap());
+        let zapper = thread::spawn(move || z.madvise_dontneed(BASE, zap_pages * PAGE_SIZE).unwrap());
         if walker {
             let g = mm.semi_locked();
             let a = g.frames(BASE, 2 * PAGE_SIZE).unwrap();
             let b = g.frames(BASE, 2 * PAGE_SIZE).unwrap();
-            if strategy == Strategy::Split {
+            if strategy.semi_locked_walks_are_stable() {
                 assert_eq!(a, b, "a read-mode hold saw the tables change");
             }
         }
@@ -67,7 +70,7 @@ fn fault_zap_walk(strategy: Strategy, walker: bool, bound: Option<usize>) {
         mm.check_invariants().unwrap();
         let st = mm.stats();
         let mapped = st.mapped_pages;
-        if strategy.frees_on_zap() {
+        if strategy.reclaims_any_empty_table() || strategy == Strategy::PerVma {
             // An empty table never survives; a live entry is in a linked table.
             assert_eq!(st.tables[Level::Pte as usize], mapped);
         } else {
@@ -107,7 +110,7 @@ fn walk_vs_fault_then_zap(strategy: Strategy) {
         mm.check_invariants().unwrap();
         let st = mm.stats();
         assert_eq!(st.mapped_pages, 0);
-        let want = if strategy.frees_on_zap() { 0 } else { 1 };
+        let want = if strategy.reclaims_any_empty_table() { 0 } else { 1 };
         assert_eq!(st.tables[Level::Pte as usize], want);
         assert_eq!(frames.in_use(), 0);
     });
@@ -155,4 +158,56 @@ fn classic_fault_zap_walk() {
 #[test]
 fn refcount_fault_zap_walk() {
     fault_zap_walk(Strategy::Refcount, true, None);
+}
+
+/// PerVma: fault ‖ a DONTNEED of the whole table, which frees it through
+/// RCU (both under the VMA's read lock). The zap clears eight entries, each
+/// a loom atomic: preemption bound 1 keeps it to seconds (at 2 it ran for
+/// more than three minutes).
+#[test]
+fn per_vma_fault_zap() {
+    fault_zap_walk(Strategy::PerVma, false, Some(1));
+}
+
+/// PerVma: fault ‖ reclaiming zap ‖ walker (mmap lock for read and RCU:
+/// it may see the table change, never a released one).
+#[test]
+fn per_vma_fault_zap_walk() {
+    fault_zap_walk(Strategy::PerVma, true, Some(1));
+}
+
+/// PerVma: walker ‖ (fault; zap).
+#[test]
+fn per_vma_walk_vs_fault_then_zap() {
+    walk_vs_fault_then_zap(Strategy::PerVma);
+}
+
+/// PerVma: a fault under the VMA's read lock ‖ an `mprotect` of the VMA to
+/// read-only, which write-locks it (draining the fault) before it clears
+/// the writable bits. However they interleave, the entry's writable bit
+/// agrees with the VMA's permission afterwards (`check_invariants`): a
+/// fault that ran past the write lock would leave a writable entry in a
+/// read-only VMA.
+#[test]
+fn per_vma_fault_vs_mprotect() {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.max_branches = 100_000;
+    builder.check(|| {
+        let frames = FrameAllocator::new();
+        let mm = Arc::new(Mm::new(Strategy::PerVma, &frames));
+        mm.mmap(BASE, 8 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+        mm.fault(BASE, true).unwrap(); // the table exists
+        let f = mm.clone();
+        let faulter = thread::spawn(move || f.fault(BASE + PAGE_SIZE, true));
+        mm.mprotect(BASE, 8 * PAGE_SIZE, Prot::Read).unwrap();
+        match faulter.join().unwrap() {
+            Ok(_) | Err(MmError::ReadOnly { .. }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        mm.check_invariants().unwrap();
+        assert!(mm.mappings().iter().all(|m| !m.writable()), "a writable entry in a read-only VMA");
+    });
 }

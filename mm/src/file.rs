@@ -6,8 +6,9 @@ use std::sync::{Arc, Weak};
 
 use crate::frames::FrameAllocator;
 use crate::lockorder::{Class, Held};
+use crate::sync::new_lock;
 use crate::{MmError, MmResult, PAGE_SIZE};
-use phase_lock::{PhaseLock, RawPhaseLock};
+use phase_lock::PhaseLock;
 
 /// What the rmap needs of an address space that maps a file. `Mm`'s shared
 /// state implements it (walk.rs), so that this file depends on no address
@@ -61,10 +62,6 @@ pub struct File {
     cache: PhaseLock<BTreeMap<u64, u64>>,
     /// The rmap.
     pub(crate) i_mmap: PhaseLock<Vec<RmapEntry>>,
-}
-
-fn new_lock<T>(v: T) -> PhaseLock<T> {
-    lock_api::RwLock::from_raw(RawPhaseLock::new(), v)
 }
 
 impl File {

@@ -41,13 +41,24 @@ pub struct FrameAllocator {
     next_huge: AtomicU64,
     allocated: [CachePadded<AtomicU64>; STRIPES],
     freed: [CachePadded<AtomicU64>; STRIPES],
+    /// Whether each 4 KiB allocation clears 4 KiB of real memory.
+    #[cfg_attr(loom, allow(dead_code))]
+    zero_pages: bool,
 }
 
 #[cfg(not(loom))]
 static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Pages in a thread's ring of memory that [`FrameAllocator::zeroing`]
+/// clears, one per allocation: 4 MiB, more than a core's L2 cache, so that
+/// a cleared page is seldom still in it (a fresh page in the kernel is not).
+#[cfg(not(loom))]
+const ZERO_RING_PAGES: usize = 1024;
+
 #[cfg(not(loom))]
 thread_local! {
+    /// This thread's ring of pages to clear, and the next one.
+    static ZERO_RING: core::cell::RefCell<(Vec<u8>, usize)> = const { core::cell::RefCell::new((Vec::new(), 0)) };
     /// This thread's batch: (allocator id, next frame, end of batch).
     static BATCH_CACHE: core::cell::Cell<(u64, u64, u64)> = const { core::cell::Cell::new((0, 0, 0)) };
     /// This thread's counter stripe.
@@ -74,7 +85,29 @@ impl FrameAllocator {
     /// assert_eq!(frames.in_use(), 0);
     /// ```
     pub fn new() -> Arc<FrameAllocator> {
+        FrameAllocator::build(false)
+    }
+
+    /// An allocator whose every 4 KiB allocation also clears 4 KiB of real
+    /// memory (the kernel's `clear_page` of a fresh anonymous page), so that
+    /// a fault costs more than its locks and walk: the `page_table`
+    /// example's realistic mode. (Under loom, as [`new`](FrameAllocator::new).)
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let frames = FrameAllocator::zeroing();
+    /// let mm = Mm::new(Strategy::PerVma, &frames);
+    /// mm.mmap(0x10_0000, PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// mm.fault(0x10_0000, true).unwrap(); // clears a page on the way
+    /// assert_eq!(frames.in_use(), 1);
+    /// ```
+    pub fn zeroing() -> Arc<FrameAllocator> {
+        FrameAllocator::build(true)
+    }
+
+    fn build(zero_pages: bool) -> Arc<FrameAllocator> {
         Arc::new(FrameAllocator {
+            zero_pages,
             // Relaxed: a unique id, no data published with it.
             #[cfg(not(loom))]
             id: NEXT_ALLOCATOR_ID.fetch_add(1, Ordering::Relaxed),
@@ -103,6 +136,10 @@ impl FrameAllocator {
         #[cfg(loom)]
         let pfn = self.next.fetch_add(1, Ordering::Relaxed);
         self.allocated[stripe()].fetch_add(1, Ordering::Relaxed);
+        #[cfg(not(loom))]
+        if self.zero_pages {
+            clear_a_page();
+        }
         pfn
     }
 
@@ -149,6 +186,23 @@ impl FrameAllocator {
     pub fn is_huge_frame(pfn: u64) -> bool {
         pfn >= HUGE_BASE
     }
+}
+
+/// Clears the next page of this thread's ring.
+#[cfg(not(loom))]
+fn clear_a_page() {
+    const PAGE: usize = crate::PAGE_SIZE as usize;
+    ZERO_RING.with(|r| {
+        let (ring, next) = &mut *r.borrow_mut();
+        if ring.is_empty() {
+            *ring = vec![1; ZERO_RING_PAGES * PAGE];
+        }
+        let page = &mut ring[*next * PAGE..][..PAGE];
+        page.fill(0);
+        // The cleared page escapes, so the stores are made.
+        core::hint::black_box(page);
+        *next = (*next + 1) % ZERO_RING_PAGES;
+    });
 }
 
 impl core::fmt::Debug for FrameAllocator {

@@ -1,4 +1,4 @@
-//! The page-table freeing protocol, rules R1–R7 of the crate docs, in one
+//! The page-table freeing protocol, rules R1–R8 of the crate docs, in one
 //! place, to be read against them:
 //!
 //! * R1 (upper levels): `free_tables` (munmap) and `unlink_upper`;
@@ -7,7 +7,8 @@
 //! * R3 (entering a table): `map_pte`'s recheck of the PMD entry under the
 //!   PTE table's PTL, and `PteMap`, the table entered;
 //! * R4 (grace periods): `defer`, `reclaim_locked`, `reclaim_held_write`,
-//!   `reclaim_refcount`, `maybe_reclaim`;
+//!   `reclaim_refcount`, `maybe_reclaim` (PerVma's RCU callbacks are in
+//!   `pervma.rs`);
 //! * R5/R6 (rmap walkers, Refcount's references): `put` and
 //!   `Table::try_get`;
 //! * R7 (VMAs under Split) is a lock rule: `holds.rs`.
@@ -154,9 +155,10 @@ impl MmInner {
             }
             let ptr = TablePtr::from_entry(e);
             // SAFETY: R2/R4: the table may be unlinked from now on (Split,
-            // Refcount) but is released only after a grace period that our
-            // hold (intent/read mode, or the mmap lock plus the rmap-walker
-            // count) prevents; Classic never unlinks under our hold.
+            // Refcount, PerVma) but is released only after a grace period
+            // that our hold (intent/read mode, the mmap lock plus the
+            // rmap-walker count, or an RCU section) prevents; Classic never
+            // unlinks under our hold.
             let t = unsafe { ptr.get() };
             if self.strategy == Strategy::Refcount && !pinned {
                 if !t.try_get() {
@@ -168,10 +170,10 @@ impl MmInner {
             }
             crate::pagetable::perturb();
             let guard = lock.then(|| t.lock(Class::PtePtl));
-            // R3: Split rechecks the entry under the PTL. Relaxed: an
+            // R3: Split and PerVma recheck the entry under the PTL. Relaxed: an
             // unlinker clears the entry before it releases this PTL, and our
             // acquisition of the PTL is ordered after that release.
-            if self.strategy == Strategy::Split && lock && pmd.load(idx, Ordering::Relaxed) != e {
+            if self.strategy.rechecks_pmd() && lock && pmd.load(idx, Ordering::Relaxed) != e {
                 drop(guard);
                 continue;
             }
@@ -227,14 +229,22 @@ impl MmInner {
         true
     }
 
-    /// Queues an unlinked table for release after a grace period.
+    /// Queues an unlinked table for release after a grace period (PerVma:
+    /// an RCU callback).
     pub(crate) fn defer(&self, ptr: TablePtr) {
         // SAFETY: unlinked by the caller, not yet released.
         unsafe { ptr.get() }.mark_unlinked();
-        let _h = Held::take(Class::Deferred);
-        self.deferred.write().push(ptr);
-        // Relaxed: a hint; the list itself is under its lock.
-        self.deferred_len.fetch_add(1, Ordering::Relaxed);
+        if self.strategy == Strategy::PerVma {
+            self.pervma.free_table(ptr);
+        } else {
+            let _h = Held::take(Class::Deferred);
+            self.deferred.write().push(ptr);
+            // Relaxed: a hint; the list itself is under its lock.
+            self.deferred_len.fetch_add(1, Ordering::Relaxed);
+        }
+        // Relaxed: statistics.
+        let now = self.deferred_len.load(Ordering::Relaxed) + self.pervma.pending();
+        self.peak_deferred.fetch_max(now, Ordering::Relaxed);
     }
 
     /// Releases every deferred table.
@@ -284,6 +294,8 @@ impl MmInner {
             // SAFETY: R4 (Split: write excludes every walker; Classic: R5).
             Strategy::Classic | Strategy::Split => unsafe { self.reclaim_locked() },
             Strategy::Refcount => self.reclaim_refcount(),
+            // RCU callbacks release PerVma's tables.
+            Strategy::PerVma => {}
         }
     }
 
@@ -307,7 +319,7 @@ impl MmInner {
     /// Releases deferred tables if a grace period can be had without
     /// waiting. Called holding no lock.
     pub(crate) fn maybe_reclaim(&self) {
-        if self.deferred_len.load(Ordering::Relaxed) == 0 {
+        if self.deferred_len.load(Ordering::Relaxed) == 0 && self.pervma.pending() == 0 {
             return;
         }
         match self.strategy {
@@ -318,6 +330,7 @@ impl MmInner {
                     unsafe { self.reclaim_locked() };
                 }
             }
+            Strategy::PerVma => self.pervma.expedite(),
             Strategy::Refcount | Strategy::Classic => {
                 let _h = Held::take(Class::Vma);
                 if let Some(_g) = self.vmas.try_write() {

@@ -1,10 +1,13 @@
 //! The locks each operation holds, per strategy (the table in the crate
-//! docs, "The three strategies"): the VMA lock, and under Split the
-//! page-table `PhaseLock`, in the modes each operation needs.
+//! docs, "The strategies"): the VMA lock, under Split the page-table
+//! `PhaseLock` in the modes each operation needs, and under PerVma the RCU
+//! read-side section every page-table walk runs in (the per-VMA read locks
+//! are taken in `ops.rs`, where an operation can use one).
 
 use crate::lockorder::{Class, Held};
 use crate::space::{MmInner, PtIntentGuard, PtReadGuard, PtWriteGuard, VmaReadGuard, VmaWriteGuard};
 use crate::strategy::Strategy;
+use crate::sync::RcuRead;
 use crate::vma::VmaTree;
 use phase_lock::RwLockIntentExt;
 
@@ -14,6 +17,34 @@ pub(crate) enum PtHold<'a> {
     Read(#[allow(dead_code)] (Held, PtReadGuard<'a>)),
     Intent(#[allow(dead_code)] (Held, PtIntentGuard<'a>)),
     Write(#[allow(dead_code)] (Held, PtWriteGuard<'a>)),
+    /// PerVma: an RCU read-side section, in which unlinked tables stay
+    /// allocated.
+    Rcu(#[allow(dead_code)] RcuRead<'a>),
+}
+
+/// The VMA lock held for write (under Classic, Refcount and PerVma, the
+/// mmap lock). Dropping it under PerVma releases every per-VMA write lock
+/// taken under it (`vma_end_write_all`) before the lock itself.
+pub(crate) struct MmapWrite<'a> {
+    m: &'a MmInner,
+    // Dropped after `drop` has run: the sequence is bumped under the lock.
+    guard: VmaWriteGuard<'a>,
+    _h: Held,
+}
+
+impl core::ops::Deref for MmapWrite<'_> {
+    type Target = VmaTree;
+    fn deref(&self) -> &VmaTree {
+        &self.guard
+    }
+}
+
+impl Drop for MmapWrite<'_> {
+    fn drop(&mut self) {
+        if self.m.strategy == Strategy::PerVma {
+            self.m.pervma.end_write_all();
+        }
+    }
 }
 
 /// The VMAs as an operation sees them.
@@ -21,7 +52,7 @@ pub(crate) enum VmaHold<'a> {
     /// Through the VMA lock for read.
     Read(#[allow(dead_code)] Held, VmaReadGuard<'a>),
     /// Through the VMA lock for write.
-    Write(#[allow(dead_code)] Held, VmaWriteGuard<'a>),
+    Write(MmapWrite<'a>),
     /// Split: through the page-table lock, held in any mode (R7).
     ViaPt(&'a VmaTree),
 }
@@ -31,7 +62,7 @@ impl core::ops::Deref for VmaHold<'_> {
     fn deref(&self) -> &VmaTree {
         match self {
             VmaHold::Read(_, g) => g,
-            VmaHold::Write(_, g) => g,
+            VmaHold::Write(g) => g,
             VmaHold::ViaPt(t) => t,
         }
     }
@@ -50,18 +81,18 @@ impl MmInner {
         (h, self.vmas.read())
     }
 
-    pub(crate) fn vma_write(&self) -> (Held, VmaWriteGuard<'_>) {
-        let h = Held::take(Class::Vma);
-        (h, self.vmas.write())
+    pub(crate) fn vma_write(&self) -> MmapWrite<'_> {
+        let _h = Held::take(Class::Vma);
+        MmapWrite { m: self, guard: self.vmas.write(), _h }
     }
 
     /// What a page-table user holds to see stable VMAs and tables: the mmap
-    /// lock for read (Classic, Refcount), or the page-table lock in `mode`,
-    /// through which Split reads the VMAs (R7).
+    /// lock for read (Classic, Refcount; PerVma: and an RCU section), or the
+    /// page-table lock in `mode`, through which Split reads the VMAs (R7).
     pub(crate) fn pt_user(&self, mode: Mode) -> (VmaHold<'_>, PtHold<'_>) {
         if self.strategy != Strategy::Split {
             let (h, g) = self.vma_read();
-            return (VmaHold::Read(h, g), PtHold::None);
+            return (VmaHold::Read(h, g), self.pt_hold(mode));
         }
         let pt = self.pt_hold(mode);
         // SAFETY: R7: under Split the tree is changed only by
@@ -75,17 +106,24 @@ impl MmInner {
 
     /// Installs `next` as the VMA tree; the caller holds the VMA lock for
     /// write. Split also takes the page-table lock for write (R7) and
-    /// returns it held.
-    pub(crate) fn commit_vmas<'a>(&'a self, vmas: &mut VmaWriteGuard<'a>, next: VmaTree) -> PtHold<'a> {
+    /// returns it held; PerVma publishes the VMA index, write-locking every
+    /// VMA it replaces or removes, and returns an RCU section.
+    pub(crate) fn commit_vmas<'a>(&'a self, vmas: &mut MmapWrite<'a>, next: VmaTree) -> PtHold<'a> {
+        if self.strategy == Strategy::PerVma {
+            self.pervma.publish(&next);
+        }
         let pt = self.pt_hold(Mode::Write);
-        **vmas = next;
+        *vmas.guard = next;
         pt
     }
 
-    /// Split's page-table lock in `mode`; nothing under the others.
+    /// Split's page-table lock in `mode`; PerVma's RCU section; nothing
+    /// under the others.
     pub(crate) fn pt_hold(&self, mode: Mode) -> PtHold<'_> {
-        if self.strategy != Strategy::Split {
-            return PtHold::None;
+        match self.strategy {
+            Strategy::Classic | Strategy::Refcount => return PtHold::None,
+            Strategy::PerVma => return PtHold::Rcu(self.pervma.rcu.read()),
+            Strategy::Split => {}
         }
         let h = Held::take(Class::PageTable);
         match mode {

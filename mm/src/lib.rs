@@ -44,25 +44,30 @@
 //! }
 //! ```
 //!
-//! # The three strategies
+//! # The strategies
 //!
 //! [`Strategy`] is chosen at construction; the same operations and tests run
-//! on all three.
+//! on all of them. Classic and Refcount are the 2021 designs the seed thread
+//! discussed, Split is its proposal (the reference integration of the phase
+//! lock), and PerVma is what Linux merged instead (per-VMA locks in 6.4,
+//! RCU-freed PTE tables in 6.5–6.14).
 //!
-//! | operation              | Classic                  | Refcount                      | Split                                  |
-//! |------------------------|--------------------------|-------------------------------|----------------------------------------|
-//! | fault, GUP             | mmap R + PTLs            | mmap R + ref + PTLs           | PT intent + PTLs                       |
-//! | DONTNEED               | mmap R + PTLs, no free   | mmap R + ref + PTLs, frees    | PT intent + PTLs, frees                |
-//! | punch-hole (rmap)      | i_mmap R + PTLs, no free | i_mmap R + ref + PTLs, frees  | i_mmap R + PT intent + PTLs, frees     |
-//! | semi-locked walk       | mmap R                   | mmap R + ref                  | PT read                                |
-//! | mprotect               | mmap W + PTLs            | mmap W + ref + PTLs           | VMA W + PT write + PTLs                |
-//! | collapse (→ huge leaf) | mmap W + PTLs            | mmap W + PTLs                 | PT write + PTLs                        |
-//! | mmap                   | mmap W                   | mmap W                        | VMA W + PT write (to publish)          |
-//! | munmap (frees tables)  | mmap W + PTLs            | mmap W + PTLs                 | VMA W + PT write + PTLs                |
+//! | operation              | Classic                  | Refcount                      | Split                                  | PerVma                                       |
+//! |------------------------|--------------------------|-------------------------------|----------------------------------------|----------------------------------------------|
+//! | fault                  | mmap R + PTLs            | mmap R + ref + PTLs           | PT intent + PTLs                       | RCU + VMA R + PTLs (else mmap R + RCU + PTLs) |
+//! | GUP                    | mmap R + PTLs            | mmap R + ref + PTLs           | PT intent + PTLs                       | mmap R + RCU + PTLs                          |
+//! | DONTNEED               | mmap R + PTLs, no free   | mmap R + ref + PTLs, frees    | PT intent + PTLs, frees                | as a fault; frees whole 2 MiB spans (RCU)    |
+//! | punch-hole (rmap)      | i_mmap R + PTLs, no free | i_mmap R + ref + PTLs, frees  | i_mmap R + PT intent + PTLs, frees     | i_mmap R + RCU + PTLs, no free               |
+//! | semi-locked walk       | mmap R                   | mmap R + ref                  | PT read                                | mmap R + RCU                                 |
+//! | mprotect               | mmap W + PTLs            | mmap W + ref + PTLs           | VMA W + PT write + PTLs                | mmap W + VMA W (each VMA replaced) + PTLs    |
+//! | collapse (→ huge leaf) | mmap W + PTLs            | mmap W + PTLs                 | PT write + PTLs                        | mmap W + VMA W + PTLs, frees (RCU)           |
+//! | mmap                   | mmap W                   | mmap W                        | VMA W + PT write (to publish)          | mmap W (new VMAs write-locked until it ends) |
+//! | munmap (frees tables)  | mmap W + PTLs            | mmap W + PTLs                 | VMA W + PT write + PTLs                | mmap W + VMA W + PTLs, frees (RCU)           |
 //!
-//! ("mmap" is the VMA lock, which under Classic and Refcount is the whole
-//! mmap lock; "PT" is Split's page-table `PhaseLock`; "ref" is a reference on
-//! each PTE table used: an increment and a decrement.)
+//! ("mmap" is the VMA lock, which under Classic, Refcount and PerVma is the
+//! whole mmap lock; "PT" is Split's page-table `PhaseLock`; "ref" is a
+//! reference on each PTE table used: an increment and a decrement; "VMA
+//! R/W" is PerVma's per-VMA lock; "RCU" a read-side section.)
 //!
 //! Under Split a change of the VMAs takes *both* locks for write (R7), so a
 //! holder of either lock sees stable VMAs, and page-table users take only the
@@ -91,7 +96,7 @@
 //! The race people study: an intent-mode walker (a fault) has read a PMD
 //! entry pointing at PTE table T and is about to lock T's PTL, while a
 //! concurrent intent-mode zapper empties T and wants to free it; a third
-//! thread walks semi-locked. The protocol, in six rules:
+//! thread walks semi-locked. The protocol, in eight rules:
 //!
 //! * **R1 (upper levels).** PUD and PMD tables are freed only by `munmap`,
 //!   under the VMA lock for write (Split: and the page-table lock for
@@ -119,6 +124,7 @@
 //!   end a grace period at no cost to the fast path: the phase change of the
 //!   lock *is* the grace period. Classic: under the mmap lock for write.
 //!   Refcount: under the mmap lock for write with no rmap walker inside (R6).
+//!   PerVma: an RCU grace period (R8).
 //! * **R5 (rmap walkers without mm locks).** Under Classic and Refcount,
 //!   punch-hole holds only `i_mmap`. `munmap` removes its range from the rmap
 //!   under `i_mmap` for write — which waits for every walker that found the
@@ -138,6 +144,18 @@
 //!   mapping in the rmap before it publishes the VMA, and `munmap` removes
 //!   the VMA (so no fault can populate the range) before it updates the rmap
 //!   and zaps: a punch-hole never misses an entry a fault could install.
+//!
+//! * **R8 (PerVma).** A VMA's read lock is taken only inside an RCU
+//!   section on a node found in the RCU-published VMA index, and fails if
+//!   the VMA is write-locked or detached; a VMA is write-locked (its readers
+//!   drained) under the mmap lock for write before any change to its range
+//!   or its entries' permissions, and stays so until that hold ends. Every
+//!   walker of PTE tables that holds no mmap write lock runs inside an RCU
+//!   section and rechecks the PMD entry under the PTL (R3); every unlinked
+//!   table is released by an RCU callback. DONTNEED unlinks only tables
+//!   whose whole span it zapped; punch-hole unlinks none. Upper tables are
+//!   freed only by `munmap` where no VMA is, so a fault under a VMA lock,
+//!   whose VMA is in place, never walks one.
 //!
 //! **Why the race is safe (Split).** Let fault F and zapper Z both hold
 //! intent, F having read PMD entry `e` → T.
@@ -190,9 +208,11 @@
 //!   (with the input checks): the parts every other file builds on;
 //! * `file.rs` (page cache and rmap; it reaches address spaces through the
 //!   `MapsFile` trait), `vma.rs`, `strategy.rs`;
+//! * `pervma.rs`: PerVma's VMA index, per-VMA locks and RCU-freed tables
+//!   (R8; the RCU itself is crossbeam-epoch, behind `sync.rs`);
 //! * `space.rs`: [`Mm`], its shared state, and what it reports;
 //! * `holds.rs`: the locks each operation holds, per strategy;
-//! * `free.rs`: the freeing protocol, R1–R7 above, in one file;
+//! * `free.rs`: the freeing protocol, R1–R7 above, in one file (R8 is `pervma.rs`);
 //! * `walk.rs`: walks — the semi-locked walk and the per-slot work of
 //!   faults, zaps, mprotect and the rmap zap;
 //! * `ops.rs`: the public operations; `check.rs`: the invariant checks.
@@ -214,6 +234,7 @@ mod holds;
 mod lockorder;
 mod ops;
 pub mod pagetable;
+mod pervma;
 mod space;
 mod strategy;
 mod sync;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{check_addr, check_range, check_walk};
 use crate::file::{File, RmapEntry};
-use crate::holds::{Mode, PtHold, VmaHold};
+use crate::holds::{Mode, VmaHold};
 use crate::lockorder::{Class, Held};
 use crate::pagetable::DEAD;
 use crate::pagetable::{
@@ -38,7 +38,7 @@ impl Mm {
             pgoff.checked_add(len / PAGE_SIZE).ok_or(MmError::OutOfRange { addr })?;
         }
         let m = &*self.inner;
-        let (_h, mut vmas) = m.vma_write();
+        let mut vmas = m.vma_write();
         if let Some(v) = vmas.first_overlap(addr, end) {
             return Err(MmError::Overlap { addr: v.start });
         }
@@ -78,7 +78,7 @@ impl Mm {
     pub fn munmap(&self, addr: u64, len: u64) -> MmResult<()> {
         let end = check_range(addr, len)?;
         let m = &*self.inner;
-        let (_h, mut vmas) = m.vma_write();
+        let mut vmas = m.vma_write();
         let mut next = (*vmas).clone();
         let removed = next.remove_range(addr, end);
         if removed.is_empty() {
@@ -121,10 +121,11 @@ impl Mm {
     /// Handles a page fault at `addr` (any alignment): allocates missing
     /// page-table levels and maps the page. Returns the frame number.
     ///
-    /// Takes the mmap lock for read (Classic, Refcount) or the page-table
-    /// lock in intent mode (Split, which reads the VMAs through it: R7); the
-    /// PMD PTL to install a PTE table; the PTE PTL to install the entry
-    /// (under Refcount after taking a reference).
+    /// Takes the mmap lock for read (Classic, Refcount), the page-table
+    /// lock in intent mode (Split, which reads the VMAs through it: R7), or
+    /// the VMA's read lock inside an RCU section (PerVma, falling back to
+    /// the mmap lock for read); the PMD PTL to install a PTE table; the PTE
+    /// PTL to install the entry (under Refcount after taking a reference).
     ///
     /// ```
     /// use phase_lock_mm::*;
@@ -137,6 +138,20 @@ impl Mm {
     pub fn fault(&self, addr: u64, write: bool) -> MmResult<u64> {
         check_addr(addr)?;
         let m = &*self.inner;
+        if m.strategy == Strategy::PerVma {
+            // `lock_vma_under_rcu`; the section lasts the whole walk.
+            let rcu = m.pervma.rcu.read();
+            if let Some(vma) = m.pervma.lock_vma(&rcu, addr) {
+                let _h = Held::take(Class::Vma);
+                let v = vma.vma();
+                if write && !v.prot.writable() {
+                    return Err(MmError::ReadOnly { addr });
+                }
+                return Ok(m.fault_locked(v, addr & !(PAGE_SIZE - 1), write));
+            }
+            // Write-locked, detached or absent: retry under the mmap lock,
+            // having left the section (as the kernel does before sleeping).
+        }
         let (vmas, _pt) = m.pt_user(Mode::Intent);
         let v = vmas.find(addr).ok_or(MmError::NotMapped { addr })?;
         if write && !v.prot.writable() {
@@ -146,8 +161,12 @@ impl Mm {
     }
 
     /// `madvise(MADV_DONTNEED)`: zaps `[addr, addr + len)`, and frees PTE
-    /// tables that become empty where the strategy can (Refcount, Split).
-    /// Every page of the range must be mapped.
+    /// tables that become empty where the strategy can (Refcount, Split;
+    /// PerVma: tables whose whole 2 MiB span it zapped). Every page of the
+    /// range must be mapped.
+    ///
+    /// Holds what a fault holds; under PerVma, the VMA's read lock when the
+    /// range lies inside one VMA, else the mmap lock for read.
     ///
     /// ```
     /// use phase_lock_mm::*;
@@ -161,14 +180,33 @@ impl Mm {
     pub fn madvise_dontneed(&self, addr: u64, len: u64) -> MmResult<u64> {
         let end = check_range(addr, len)?;
         let m = &*self.inner;
-        let n = {
-            let (vmas, _pt) = m.pt_user(Mode::Intent);
-            vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
+        let zap = || {
             let mut n = 0;
-            // SAFETY: R1: the mmap lock for read (Split: intent) keeps upper
-            // tables alive: they are freed only under the write lock.
+            // SAFETY: R1: the mmap lock for read (Split: intent; PerVma: a
+            // VMA's read lock, with the RCU section) keeps upper tables
+            // alive: they are freed only under the write lock, and only
+            // where no VMA is.
             unsafe { m.for_each_pmd(addr, end, |pmd, idx, lo, hi| n += m.zap_slot(pmd, idx, lo, hi, true)) };
             n
+        };
+        let mut zapped = None;
+        if m.strategy == Strategy::PerVma {
+            // A range inside one VMA is zapped under that VMA's read lock.
+            let rcu = m.pervma.rcu.read();
+            if let Some(vma) = m.pervma.lock_vma(&rcu, addr)
+                && end <= vma.vma().end
+            {
+                let _h = Held::take(Class::Vma);
+                zapped = Some(zap());
+            }
+        }
+        let n = match zapped {
+            Some(n) => n,
+            None => {
+                let (vmas, _pt) = m.pt_user(Mode::Intent);
+                vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
+                zap()
+            }
         };
         m.maybe_reclaim();
         Ok(n)
@@ -190,7 +228,7 @@ impl Mm {
     pub fn mprotect(&self, addr: u64, len: u64, prot: Prot) -> MmResult<()> {
         let end = check_range(addr, len)?;
         let m = &*self.inner;
-        let (_h, mut vmas) = m.vma_write();
+        let mut vmas = m.vma_write();
         vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
         let mut next = (*vmas).clone();
         next.split_at(addr);
@@ -303,7 +341,8 @@ impl Mm {
     /// the table. A span that is already huge is left alone.
     ///
     /// A non-leaf → leaf change: Classic and Refcount take the mmap lock for
-    /// write; Split the page-table lock for write.
+    /// write (PerVma: and the VMA's write lock); Split the page-table lock
+    /// for write.
     ///
     /// ```
     /// use phase_lock_mm::*;
@@ -324,8 +363,13 @@ impl Mm {
         let (vmas, _pt) = if m.strategy == Strategy::Split {
             m.pt_user(Mode::Write)
         } else {
-            let (h, g) = m.vma_write();
-            (VmaHold::Write(h, g), PtHold::None)
+            let g = m.vma_write();
+            if m.strategy == Strategy::PerVma {
+                // `vma_start_write`, as khugepaged does, before the RCU
+                // section (the wait for the VMA's readers is not a reader).
+                m.pervma.write_lock_at(addr);
+            }
+            (VmaHold::Write(g), m.pt_hold(Mode::Write))
         };
         let v = vmas.find(addr).ok_or(MmError::NotMapped { addr })?;
         if v.end < addr + PMD_SIZE {
@@ -412,18 +456,19 @@ impl Mm {
         });
         drop(sl);
         let tables = core::array::from_fn(|i| m.live[i].load(Ordering::Relaxed));
-        let deferred = m.deferred_len.load(Ordering::Relaxed);
+        let deferred = m.deferred_len.load(Ordering::Relaxed) + m.pervma.pending();
         MmStats {
             tables,
             deferred_tables: deferred,
+            peak_deferred_tables: m.peak_deferred.load(Ordering::Relaxed),
             page_table_bytes: (tables.iter().sum::<u64>() + deferred) * TABLE_BYTES,
             mapped_pages: mapped,
             huge_mappings: huge,
-            tables_freed: m.freed.load(Ordering::Relaxed),
+            tables_freed: m.freed.load(Ordering::Relaxed) + m.pervma.released(),
             quarantined_tables: {
                 let _h = Held::take(Class::Deferred);
                 m.quarantine.read().len() as u64
-            },
+            } + m.pervma.quarantined(),
         }
     }
 

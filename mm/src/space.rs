@@ -8,13 +8,14 @@ use std::sync::{Arc, Weak};
 
 use crate::frames::FrameAllocator;
 use crate::pagetable::{FILE, HUGE, TablePtr, WRITABLE, pfn};
+use crate::pervma::PerVma;
 use crate::strategy::Strategy;
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU64, new_lock};
 use crate::vma::VmaTree;
 use phase_lock::{PhaseLock, RawPhaseLock};
 
 /// A simulated process address space: VMAs and a 4-level page table, locked
-/// by one of the three [`Strategy`]s.
+/// by one of the [`Strategy`]s.
 ///
 /// All operations take `&self` and may run from many threads at once.
 ///
@@ -54,10 +55,14 @@ pub(crate) struct MmInner {
     /// Unlinked tables waiting for a grace period (R4).
     pub(crate) deferred: PhaseLock<Vec<TablePtr>>,
     pub(crate) deferred_len: AtomicU64,
+    /// The most tables deferred at once (PerVma: waiting for RCU).
+    pub(crate) peak_deferred: AtomicU64,
     /// Refcount only: rmap walkers inside this address space (R6).
     pub(crate) rmap_walkers: AtomicU64,
     /// Quarantine builds: released tables, poisoned, kept until drop.
     pub(crate) quarantine: PhaseLock<Vec<TablePtr>>,
+    /// PerVma only: the VMA index, the per-VMA locks and RCU.
+    pub(crate) pervma: PerVma,
 }
 
 /// Split's page-table lock: the patience of its raw lock, in microseconds.
@@ -102,10 +107,6 @@ pub(crate) type VmaReadGuard<'a> = lock_api::RwLockReadGuard<'a, VmaLockRaw, Vma
 /// A write hold of the VMA lock.
 pub(crate) type VmaWriteGuard<'a> = lock_api::RwLockWriteGuard<'a, VmaLockRaw, VmaTree>;
 
-pub(crate) fn new_lock<T>(v: T) -> PhaseLock<T> {
-    lock_api::RwLock::from_raw(RawPhaseLock::new(), v)
-}
-
 /// Page-table statistics of an [`Mm`].
 ///
 /// ```
@@ -124,6 +125,10 @@ pub struct MmStats {
     pub tables: [u64; 4],
     /// Tables unlinked but not yet released (waiting for a grace period).
     pub deferred_tables: u64,
+    /// The most tables that were unlinked and not yet released at once,
+    /// since the address space was created: what a grace period costs in
+    /// memory under the workload that ran.
+    pub peak_deferred_tables: u64,
     /// Bytes held by page tables: linked plus deferred tables.
     pub page_table_bytes: u64,
     /// 4 KiB pages mapped (a huge leaf counts 512).
@@ -238,8 +243,10 @@ impl Mm {
             freed: AtomicU64::new(0),
             deferred: new_lock(Vec::new()),
             deferred_len: AtomicU64::new(0),
+            peak_deferred: AtomicU64::new(0),
             rmap_walkers: AtomicU64::new(0),
             quarantine: new_lock(Vec::new()),
+            pervma: PerVma::new(),
         });
         Mm { inner }
     }

@@ -1,7 +1,7 @@
-//! The three locking designs.
+//! The locking designs.
 
 /// How an [`Mm`](crate::Mm) locks its VMAs and page tables. Chosen at
-/// construction; every operation runs unchanged on all three.
+/// construction; every operation runs unchanged on all of them.
 ///
 /// ```
 /// use phase_lock_mm::*;
@@ -37,16 +37,29 @@ pub enum Strategy {
     /// page-table lock alone). DONTNEED and punch-hole free empty PTE
     /// tables.
     Split,
+    /// What Linux merged instead (per-VMA locks, 6.4; RCU-freed PTE tables,
+    /// 6.5–6.14; DONTNEED under the per-VMA lock, 2025): Classic's mmap
+    /// lock, plus a read lock per VMA (one shared count) that faults take
+    /// after finding the VMA under RCU, falling back to the mmap lock when
+    /// the VMA is write-locked. VMA changes take the mmap lock for write and
+    /// write-lock each VMA they replace; all are released together when the
+    /// mmap write lock is. Page-table walkers run inside an RCU read-side
+    /// section and recheck the PMD entry under the PTL (R3); PTE tables are
+    /// released after a grace period. DONTNEED frees empty PTE tables whose
+    /// whole 2 MiB span it zapped (`CONFIG_PT_RECLAIM`); punch-hole frees
+    /// none. Semi-locked walks take the mmap lock for read, which does not
+    /// exclude faults: they may see entries change.
+    PerVma,
 }
 
 impl Strategy {
-    /// All three, in the order the tables print them.
+    /// Every strategy, in the order the tables print them.
     ///
     /// ```
     /// use phase_lock_mm::*;
-    /// assert_eq!(Strategy::ALL.map(Strategy::name), ["classic", "refcount", "split"]);
+    /// assert_eq!(Strategy::ALL.map(Strategy::name), ["classic", "refcount", "split", "per-vma"]);
     /// ```
-    pub const ALL: [Strategy; 3] = [Strategy::Classic, Strategy::Refcount, Strategy::Split];
+    pub const ALL: [Strategy; 4] = [Strategy::Classic, Strategy::Refcount, Strategy::Split, Strategy::PerVma];
 
     /// A short name.
     ///
@@ -60,10 +73,32 @@ impl Strategy {
             Strategy::Classic => "classic",
             Strategy::Refcount => "refcount",
             Strategy::Split => "split",
+            Strategy::PerVma => "per-vma",
         }
     }
 
-    /// Whether DONTNEED and punch-hole free empty PTE tables.
+    /// Whether a DONTNEED that zaps a whole 2 MiB span frees its empty PTE
+    /// table (every strategy but Classic).
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// for strategy in Strategy::ALL {
+    ///     let mm = Mm::new(strategy, &FrameAllocator::new());
+    ///     mm.mmap(0, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    ///     mm.fault(0, true).unwrap();
+    ///     mm.madvise_dontneed(0, PMD_SIZE).unwrap();
+    ///     let pte_tables = mm.stats().tables[Level::Pte as usize];
+    ///     assert_eq!(pte_tables == 0, strategy.reclaims_on_dontneed());
+    /// }
+    /// ```
+    pub fn reclaims_on_dontneed(self) -> bool {
+        self != Strategy::Classic
+    }
+
+    /// Whether a DONTNEED or a punch-hole that empties a PTE table frees it,
+    /// however little it zapped (Refcount: the last reference; Split: the
+    /// zapper, in intent mode). Classic never does; PerVma only through
+    /// [`reclaims_on_dontneed`](Strategy::reclaims_on_dontneed).
     ///
     /// ```
     /// use phase_lock_mm::*;
@@ -73,11 +108,30 @@ impl Strategy {
     ///     mm.fault(0x10_0000, true).unwrap();
     ///     mm.madvise_dontneed(0x10_0000, PAGE_SIZE).unwrap();
     ///     let pte_tables = mm.stats().tables[Level::Pte as usize];
-    ///     assert_eq!(pte_tables == 0, strategy.frees_on_zap());
+    ///     assert_eq!(pte_tables == 0, strategy.reclaims_any_empty_table());
     /// }
     /// ```
-    pub fn frees_on_zap(self) -> bool {
-        self != Strategy::Classic
+    pub fn reclaims_any_empty_table(self) -> bool {
+        matches!(self, Strategy::Refcount | Strategy::Split)
+    }
+
+    /// Whether a semi-locked walk excludes every change of the tables, so
+    /// that two reads inside one hold always agree (Split).
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// assert!(Strategy::Split.semi_locked_walks_are_stable());
+    /// assert!(!Strategy::PerVma.semi_locked_walks_are_stable()); // faults run beside the mmap read lock
+    /// ```
+    pub fn semi_locked_walks_are_stable(self) -> bool {
+        self == Strategy::Split
+    }
+
+    /// Whether a walker that read a PMD entry without its PTL rechecks it
+    /// after locking the PTE table (R3): the strategies that unlink tables
+    /// under shared holds without a reference count.
+    pub(crate) fn rechecks_pmd(self) -> bool {
+        matches!(self, Strategy::Split | Strategy::PerVma)
     }
 }
 

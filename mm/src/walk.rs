@@ -45,8 +45,8 @@ impl SemiLocked<'_> {
         for v in self.vmas.iter() {
             // SAFETY: the semi-locked hold keeps every linked table alive
             // (Classic: only the write lock frees; Refcount: release needs
-            // the write lock; Split: read excludes every unlinker). Entries
-            // exist only inside VMAs.
+            // the write lock; Split: read excludes every unlinker; PerVma:
+            // the RCU section). Entries exist only inside VMAs.
             unsafe {
                 self.m.for_each_pmd(v.start, v.end, |pmd, idx, lo, _| {
                     let span = lo & !(PMD_SIZE - 1);
@@ -86,13 +86,16 @@ impl SemiLocked<'_> {
         // SAFETY: the semi-locked hold keeps linked upper tables alive (they
         // are freed only under the write lock), and PTE tables: Classic frees
         // them only under the write lock; Split's read mode excludes every
-        // unlinker; Refcount pins each table before reading it.
+        // unlinker; Refcount pins each table before reading it; PerVma's RCU
+        // section outlasts every table it can reach.
         unsafe {
             m.for_each_pmd(addr, end, |pmd, idx, lo, hi| {
                 let span = lo & !(PMD_SIZE - 1);
                 let read = |t: &Table, out: &mut Vec<Option<u64>>| {
-                    if m.strategy != Strategy::Classic {
-                        // Split: read mode excludes unlinkers; Refcount: pinned.
+                    if matches!(m.strategy, Strategy::Split | Strategy::Refcount) {
+                        // Split: read mode excludes unlinkers; Refcount:
+                        // pinned. (PerVma: a table unlinked beside us stays
+                        // allocated for our RCU section, and may be read.)
                         t.check_linked();
                     }
                     let mut a = lo;
@@ -287,8 +290,9 @@ impl MmInner {
     }
 
     /// Zaps `[lo, hi)` within the span of `pmd[idx]`; with `free_empty`
-    /// under Split, unlinks the PTE table if that empties it (Refcount
-    /// unlinks on the last put anyway). Returns entries cleared (a huge leaf
+    /// under Split (PerVma: when `[lo, hi)` is the whole span), unlinks the
+    /// PTE table if that empties it (Refcount unlinks on the last put
+    /// anyway). Returns entries cleared (a huge leaf
     /// counts 512).
     pub(crate) fn zap_slot(&self, pmd: &Table, idx: usize, lo: u64, hi: u64, free_empty: bool) -> u64 {
         let span = lo & !(PMD_SIZE - 1);
@@ -328,7 +332,16 @@ impl MmInner {
                     p.t.present.store(left, Ordering::Relaxed);
                     let ptr = p.ptr;
                     drop(p);
-                    if free_empty && left == 0 && self.strategy == Strategy::Split {
+                    // PerVma frees only tables all of whose entries were in
+                    // the range (CONFIG_PT_RECLAIM: ranges of at least PMD
+                    // size; under loom a table has fewer entries).
+                    let whole = lo == span && hi - span >= ENTRIES as u64 * PAGE_SIZE;
+                    let reclaims = match self.strategy {
+                        Strategy::Split => true,
+                        Strategy::PerVma => whole,
+                        Strategy::Classic | Strategy::Refcount => false,
+                    };
+                    if free_empty && left == 0 && reclaims {
                         self.try_unlink(pmd, idx, ptr);
                     }
                     return u64::from(n);
@@ -393,6 +406,17 @@ impl MmInner {
                 // Release: our accesses happen before a reclaimer that sees
                 // the count drop.
                 self.rmap_walkers.fetch_sub(1, Ordering::Release);
+            }
+            Strategy::PerVma => {
+                // The kernel's rmap zap (`unmap_mapping_range`) frees no
+                // table; it walks inside an RCU section, as tables that a
+                // DONTNEED under a per-VMA lock unlinks may be in its path.
+                let _rcu = self.pt_hold(Mode::Intent);
+                // SAFETY: R5 for upper tables; PTE tables are released only
+                // after our RCU section, and R3's recheck runs under the PTL.
+                unsafe {
+                    self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, false))
+                };
             }
             Strategy::Split => {
                 let _pt = self.pt_hold(Mode::Intent);

@@ -86,7 +86,7 @@ fn dontneed_frees_tables_where_the_strategy_can() {
         let st = mm.stats();
         assert_eq!(st.mapped_pages, 0);
         assert_eq!(frames.in_use(), 0);
-        let want = if s.frees_on_zap() { 0 } else { 16 };
+        let want = if s.reclaims_on_dontneed() { 0 } else { 16 };
         assert_eq!(st.tables[Level::Pte as usize], want, "{s}");
         assert_eq!(st.deferred_tables, 0, "{s}");
         assert_eq!(st.tables_freed, 16 - want, "{s}");
@@ -129,7 +129,7 @@ fn punch_hole_reaches_every_mapping() {
         assert_eq!(cleared, 1024, "{s}");
         assert_eq!(f.cached_pages(), 1536);
         let (ta, tb) = (pte_tables(&a), pte_tables(&b));
-        if s.frees_on_zap() {
+        if s.reclaims_any_empty_table() {
             assert_eq!((ta, tb), (3, 1), "{s}");
         } else {
             assert_eq!((ta, tb), (4, 2), "{s}");
