@@ -430,8 +430,12 @@ impl Mm {
     /// a grace period can be had without waiting (as after a DONTNEED: the
     /// VMA lock for write under Classic and Refcount, with no rmap walker
     /// inside for Refcount; the page-table lock for read under Split, which
-    /// `stats` holds while it counts). So at rest, with no other thread in
-    /// the address space, `deferred_tables` is 0 for every strategy.
+    /// `stats` holds while it counts; under PerVma, RCU grace periods, for
+    /// which it retries a few thousand times, yielding). So at rest, with
+    /// no other thread in the address space, `deferred_tables` is 0 for
+    /// every strategy — under PerVma, unless another thread of the process
+    /// stays inside a crossbeam-epoch section all that while, as the
+    /// collector is global.
     ///
     /// ```
     /// use phase_lock_mm::*;
@@ -443,6 +447,9 @@ impl Mm {
     /// ```
     pub fn stats(&self) -> MmStats {
         self.inner.maybe_reclaim();
+        if self.inner.strategy == Strategy::PerVma {
+            self.inner.pervma.settle();
+        }
         let sl = self.semi_locked();
         let m = sl.m;
         let mut mapped = 0;

@@ -331,9 +331,19 @@ impl PerVma {
     }
 
     /// Runs the callbacks whose grace periods can end now, without waiting
-    /// for a reader.
+    /// for a reader: a couple of attempts, cheap enough after every
+    /// DONTNEED.
     pub(crate) fn expedite(&self) {
-        self.rcu.expedite(256, || self.pending() != 0);
+        self.rcu.expedite(2, || self.pending() != 0);
+    }
+
+    /// As [`expedite`](PerVma::expedite), trying harder (up to 4096
+    /// attempts, yielding between them): at rest, the few attempts a
+    /// grace period needs, unless some thread of the process stays inside
+    /// a read-side section (crossbeam's collector is global) — a thread
+    /// preempted there on a busy machine, for instance.
+    pub(crate) fn settle(&self) {
+        self.rcu.expedite(4096, || self.pending() != 0);
     }
 
     /// Tables handed to [`free_table`](PerVma::free_table) so far.
