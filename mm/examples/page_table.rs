@@ -387,7 +387,7 @@ fn main() {
     line("... after / peak", &|i| format!("{:.2}%", 100.0 * churn[i].after_kb as f64 / churn[i].peak_kb as f64));
     line("page tables after punching the file (kB)", &|i| punch[i].2.to_string());
     line("peak deferred page tables, faults + DONTNEED (kB)", &|i| churn[i].peak_deferred_kb.to_string());
-    line("... 1.5 s of faults + DONTNEED beside a walker (kB)", &|i| walks[i].4.to_string());
+    line("... same, 1.5 s beside a semi-locked walker (kB)", &|i| walks[i].4.to_string());
     line("semi-locked walks that saw a change", &|i| format!("{}/{}", walks[i].2, walks[i].3));
     // The goal lines (met / missed), as the fairness report prints them.
     let storm = |t: u64| disjoint.iter().find(|d| d.0 == t).copied().expect("a disjoint storm row");
