@@ -8,7 +8,7 @@ use crate::lockorder::{Class, Held};
 use crate::space::{MmInner, PtIntentGuard, PtReadGuard, PtWriteGuard, VmaReadGuard, VmaWriteGuard};
 use crate::strategy::Strategy;
 use crate::sync::RcuRead;
-use crate::vma::VmaTree;
+use crate::vma::{Vma, VmaTree};
 use phase_lock::RwLockIntentExt;
 
 /// The Split page-table lock as held by an operation.
@@ -115,6 +115,21 @@ impl MmInner {
         let pt = self.pt_hold(Mode::Write);
         *vmas.guard = next;
         pt
+    }
+
+    /// PerVma: runs `f` on the VMA containing `addr` under its read lock,
+    /// found under RCU (`lock_vma_under_rcu`; the RCU section lasts as long
+    /// as `f`). `None` under the other strategies, or when the VMA is
+    /// absent, write-locked or detached: the caller falls back to the mmap
+    /// lock, having left the section (as the kernel does before sleeping).
+    pub(crate) fn under_vma_lock<R>(&self, addr: u64, f: impl FnOnce(&Vma) -> R) -> Option<R> {
+        if self.strategy != Strategy::PerVma {
+            return None;
+        }
+        let rcu = self.pervma.rcu.read();
+        let vma = self.pervma.lock_vma(&rcu, addr)?;
+        let _h = Held::take(Class::Vma);
+        Some(f(vma.vma()))
     }
 
     /// Split's page-table lock in `mode`; PerVma's RCU section; nothing

@@ -138,19 +138,14 @@ impl Mm {
     pub fn fault(&self, addr: u64, write: bool) -> MmResult<u64> {
         check_addr(addr)?;
         let m = &*self.inner;
-        if m.strategy == Strategy::PerVma {
-            // `lock_vma_under_rcu`; the section lasts the whole walk.
-            let rcu = m.pervma.rcu.read();
-            if let Some(vma) = m.pervma.lock_vma(&rcu, addr) {
-                let _h = Held::take(Class::Vma);
-                let v = vma.vma();
-                if write && !v.prot.writable() {
-                    return Err(MmError::ReadOnly { addr });
-                }
-                return Ok(m.fault_locked(v, addr & !(PAGE_SIZE - 1), write));
+        let fast = m.under_vma_lock(addr, |v| {
+            if write && !v.prot.writable() {
+                return Err(MmError::ReadOnly { addr });
             }
-            // Write-locked, detached or absent: retry under the mmap lock,
-            // having left the section (as the kernel does before sleeping).
+            Ok(m.fault_locked(v, addr & !(PAGE_SIZE - 1), write))
+        });
+        if let Some(r) = fast {
+            return r;
         }
         let (vmas, _pt) = m.pt_user(Mode::Intent);
         let v = vmas.find(addr).ok_or(MmError::NotMapped { addr })?;
@@ -189,17 +184,9 @@ impl Mm {
             unsafe { m.for_each_pmd(addr, end, |pmd, idx, lo, hi| n += m.zap_slot(pmd, idx, lo, hi, true)) };
             n
         };
-        let mut zapped = None;
-        if m.strategy == Strategy::PerVma {
-            // A range inside one VMA is zapped under that VMA's read lock.
-            let rcu = m.pervma.rcu.read();
-            if let Some(vma) = m.pervma.lock_vma(&rcu, addr)
-                && end <= vma.vma().end
-            {
-                let _h = Held::take(Class::Vma);
-                zapped = Some(zap());
-            }
-        }
+        // PerVma: a range inside one VMA is zapped under that VMA's read
+        // lock.
+        let zapped = m.under_vma_lock(addr, |v| (end <= v.end).then(zap)).flatten();
         let n = match zapped {
             Some(n) => n,
             None => {
@@ -446,9 +433,11 @@ impl Mm {
     /// assert_eq!(mm.stats().mapped_pages, 1);
     /// ```
     pub fn stats(&self) -> MmStats {
-        self.inner.maybe_reclaim();
         if self.inner.strategy == Strategy::PerVma {
+            // More attempts than `maybe_reclaim`'s, which suit a DONTNEED.
             self.inner.pervma.settle();
+        } else {
+            self.inner.maybe_reclaim();
         }
         let sl = self.semi_locked();
         let m = sl.m;

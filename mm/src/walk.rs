@@ -407,22 +407,19 @@ impl MmInner {
                 // the count drop.
                 self.rmap_walkers.fetch_sub(1, Ordering::Release);
             }
-            Strategy::PerVma => {
-                // The kernel's rmap zap (`unmap_mapping_range`) frees no
-                // table; it walks inside an RCU section, as tables that a
-                // DONTNEED under a per-VMA lock unlinks may be in its path.
-                let _rcu = self.pt_hold(Mode::Intent);
-                // SAFETY: R5 for upper tables; PTE tables are released only
-                // after our RCU section, and R3's recheck runs under the PTL.
-                unsafe {
-                    self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, false))
-                };
-            }
-            Strategy::Split => {
+            Strategy::Split | Strategy::PerVma => {
+                // Split: intent mode. PerVma: an RCU section, as tables that
+                // a DONTNEED under a per-VMA lock unlinks may be in our path;
+                // and, as the kernel's `unmap_mapping_range`, no table freed.
                 let _pt = self.pt_hold(Mode::Intent);
-                // SAFETY: R1/R4: intent mode keeps every table we can reach
-                // alive.
-                unsafe { self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, true)) };
+                let free_empty = self.strategy == Strategy::Split;
+                // SAFETY: Split: R1/R4: intent mode keeps every table we can
+                // reach alive. PerVma: R5 for upper tables; PTE tables are
+                // released only after our RCU section, and R3's recheck runs
+                // under the PTL.
+                unsafe {
+                    self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, free_empty))
+                };
             }
         }
         n
