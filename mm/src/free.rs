@@ -11,7 +11,10 @@
 //!   `pervma.rs`);
 //! * R5/R6 (rmap walkers, Refcount's references): `put` and
 //!   `Table::try_get`;
-//! * R7 (VMAs under Split) is a lock rule: `holds.rs`.
+//! * R7 (VMAs under Split) is a lock rule: `holds.rs`;
+//! * R9 (SplitPerVma): `defer` onto the owning VMA's list and
+//!   `reclaim_node`; which tables a zapper may unlink is `zap_slot`'s
+//!   (`walk.rs`), and the per-VMA locks are `splitvma.rs`.
 //!
 //! Also here: tables allocated but never published (`release_unpublished`)
 //! and freeing everything when the address space drops.
@@ -21,10 +24,12 @@ use crate::lockorder::{Class, Held};
 use crate::pagetable::DEAD;
 use crate::pagetable::next_boundary;
 use crate::pagetable::{ENTRIES, FILE, HUGE, Level, PGD_SIZE, PMD_SIZE, PUD_SIZE, PtlGuard, Table, TablePtr, index};
+use crate::pervma::VmaNode;
 use crate::space::MmInner;
 use crate::strategy::Strategy;
 use crate::sync::{Ordering, fence};
 use crate::vma::VmaTree;
+use phase_lock::RawRwLock;
 
 /// What a PMD entry turned out to hold.
 pub(crate) enum Pmd<'a> {
@@ -90,7 +95,7 @@ impl MmInner {
                     let mi = index(mspan, Level::Pmd);
                     let e = pmd.load(mi, Ordering::Acquire);
                     if e != 0 && e & HUGE == 0 {
-                        self.try_unlink(pmd, mi, TablePtr::from_entry(e));
+                        self.try_unlink(pmd, mi, TablePtr::from_entry(e), None);
                     }
                 }
                 if !vmas.overlaps(uspan, b) && pmd.present.load(Ordering::Relaxed) == 0 {
@@ -155,10 +160,11 @@ impl MmInner {
             }
             let ptr = TablePtr::from_entry(e);
             // SAFETY: R2/R4: the table may be unlinked from now on (Split,
-            // Refcount, PerVma) but is released only after a grace period
-            // that our hold (intent/read mode, the mmap lock plus the
-            // rmap-walker count, or an RCU section) prevents; Classic never
-            // unlinks under our hold.
+            // Refcount, PerVma, SplitPerVma) but is released only after a
+            // grace period that our hold (intent/read mode, the mmap lock
+            // plus the rmap-walker count, an RCU section, or the lock of
+            // the VMA whose zappers may unlink it: R9) prevents; Classic
+            // never unlinks under our hold.
             let t = unsafe { ptr.get() };
             if self.strategy == Strategy::Refcount && !pinned {
                 if !t.try_get() {
@@ -195,13 +201,15 @@ impl MmInner {
         // user who emptied the table.
         let prev = t.refs.fetch_sub(1, Ordering::AcqRel);
         if prev == 1 && t.present.load(Ordering::Relaxed) == 0 {
-            self.try_unlink(pmd, idx, ptr);
+            self.try_unlink(pmd, idx, ptr, None);
         }
     }
 
     /// Unlinks the PTE table `ptr` from `pmd[idx]` if it is still linked
-    /// there, empty, and (Refcount) unreferenced; defers its release (R2).
-    pub(crate) fn try_unlink(&self, pmd: &Table, idx: usize, ptr: TablePtr) -> bool {
+    /// there, empty, and (Refcount) unreferenced; defers its release (R2)
+    /// onto `owner`'s list (SplitPerVma: the VMA containing its span, whose
+    /// lock the caller holds in intent mode: R9) or the address space's.
+    pub(crate) fn try_unlink(&self, pmd: &Table, idx: usize, ptr: TablePtr, owner: Option<&VmaNode>) -> bool {
         let g = pmd.lock(Class::PmdPtl);
         if pmd.load(idx, Ordering::Relaxed) != ptr.entry() {
             return false;
@@ -225,21 +233,25 @@ impl MmInner {
         self.live[Level::Pte as usize].fetch_sub(1, Ordering::Relaxed);
         drop(tg);
         drop(g);
-        self.defer(ptr);
+        self.defer(ptr, owner);
         true
     }
 
-    /// Queues an unlinked table for release after a grace period (PerVma:
-    /// an RCU callback).
-    pub(crate) fn defer(&self, ptr: TablePtr) {
+    /// Queues an unlinked table for release after a grace period: PerVma,
+    /// an RCU callback; SplitPerVma, `owner`'s list when given (R9); else
+    /// the address space's list.
+    pub(crate) fn defer(&self, ptr: TablePtr, owner: Option<&VmaNode>) {
         // SAFETY: unlinked by the caller, not yet released.
         unsafe { ptr.get() }.mark_unlinked();
         if self.strategy == Strategy::PerVma {
             self.pervma.free_table(ptr);
         } else {
             let _h = Held::take(Class::Deferred);
-            self.deferred.write().push(ptr);
-            // Relaxed: a hint; the list itself is under its lock.
+            match owner {
+                Some(n) => n.deferred.write().push(ptr),
+                None => self.deferred.write().push(ptr),
+            }
+            // Relaxed: a hint (and a statistic); each list is under its lock.
             self.deferred_len.fetch_add(1, Ordering::Relaxed);
         }
         // Relaxed: statistics.
@@ -247,7 +259,7 @@ impl MmInner {
         self.peak_deferred.fetch_max(now, Ordering::Relaxed);
     }
 
-    /// Releases every deferred table.
+    /// Releases every table on the address space's deferred list.
     ///
     /// # Safety
     ///
@@ -262,7 +274,37 @@ impl MmInner {
             let _h = Held::take(Class::Deferred);
             core::mem::take(&mut *self.deferred.write())
         };
+        // SAFETY: the caller's grace period.
+        unsafe { self.release_tables(list) };
+    }
+
+    /// SplitPerVma: releases the tables `node`'s zappers deferred (R9).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds `node`'s page-table lock in read or write mode.
+    pub(crate) unsafe fn reclaim_node(&self, node: &VmaNode) {
+        let list = {
+            let _h = Held::take(Class::Deferred);
+            core::mem::take(&mut *node.deferred.write())
+        };
+        // SAFETY: R9: only holders of `node`'s lock could reach these tables
+        // (their spans lie inside its VMA), and read or write mode excludes
+        // every intent holder; later ones read the cleared entries.
+        unsafe { self.release_tables(list) };
+    }
+
+    /// Releases unlinked tables taken off a deferred list.
+    ///
+    /// # Safety
+    ///
+    /// A grace period for each of them (R4).
+    unsafe fn release_tables(&self, list: Vec<TablePtr>) {
+        if list.is_empty() {
+            return;
+        }
         let n = list.len() as u64;
+        // Relaxed: a hint and a statistic.
         self.deferred_len.fetch_sub(n, Ordering::Relaxed);
         if crate::pagetable::QUARANTINE {
             #[cfg(any(feature = "quarantine", loom))]
@@ -284,15 +326,20 @@ impl MmInner {
 
     /// Releases deferred tables while the caller holds the write lock that
     /// fits the strategy (VMA lock for Classic and Refcount, page-table lock
-    /// for Split).
+    /// for Split; under SplitPerVma, the VMA lock for write in `munmap`,
+    /// after publishing).
     ///
     /// # Safety
     ///
     /// That lock is held for write.
     pub(crate) unsafe fn reclaim_held_write(&self) {
         match self.strategy {
-            // SAFETY: R4 (Split: write excludes every walker; Classic: R5).
-            Strategy::Classic | Strategy::Split => unsafe { self.reclaim_locked() },
+            // SAFETY: R4 (Split: write excludes every walker; Classic: R5;
+            // SplitPerVma: the address space's list holds only tables
+            // `munmap` unlinked where no VMA is any more, which no VMA's
+            // holder can reach, the rmap walkers have been waited out (R5),
+            // and semi-locked walkers are excluded by the VMA lock: R9).
+            Strategy::Classic | Strategy::Split | Strategy::SplitPerVma => unsafe { self.reclaim_locked() },
             Strategy::Refcount => self.reclaim_refcount(),
             // RCU callbacks release PerVma's tables.
             Strategy::PerVma => {}
@@ -323,6 +370,26 @@ impl MmInner {
             return;
         }
         match self.strategy {
+            Strategy::SplitPerVma => {
+                let _rcu = self.pervma.rcu.read();
+                // SAFETY: inside `_rcu`.
+                for n in unsafe { self.pervma.current() }.nodes.values() {
+                    let empty = {
+                        let _h = Held::take(Class::Deferred);
+                        n.deferred.read().is_empty()
+                    };
+                    if empty {
+                        continue;
+                    }
+                    let _h = Held::take(Class::PageTable);
+                    if let Some(g) = n.pt.try_lock_shared() {
+                        // SAFETY: R9: read mode held.
+                        unsafe { self.reclaim_node(n) };
+                        // SAFETY: our read acquisition, released once.
+                        unsafe { n.pt.unlock_shared(g) };
+                    }
+                }
+            }
             Strategy::Split => {
                 let _h = Held::take(Class::PageTable);
                 if let Some(_g) = self.pt.try_read() {
@@ -358,7 +425,7 @@ impl MmInner {
         parent.present.fetch_sub(1, Ordering::Relaxed);
         self.live[level as usize].fetch_sub(1, Ordering::Relaxed);
         drop(g);
-        self.defer(ptr);
+        self.defer(ptr, None);
     }
 }
 

@@ -1,14 +1,18 @@
 //! The locks each operation holds, per strategy (the table in the crate
 //! docs, "The strategies"): the VMA lock, under Split the page-table
-//! `PhaseLock` in the modes each operation needs, and under PerVma the RCU
-//! read-side section every page-table walk runs in (the per-VMA read locks
-//! are taken in `ops.rs`, where an operation can use one).
+//! `PhaseLock` in the modes each operation needs, under PerVma the RCU
+//! read-side section every page-table walk runs in, and under SplitPerVma
+//! the per-VMA page-table locks (one VMA's, through `under_vma_lock`, where
+//! an operation can use one; else every VMA's, under the mmap lock).
 
 use crate::lockorder::{Class, Held};
+use crate::pervma::VmaNode;
 use crate::space::{MmInner, PtIntentGuard, PtReadGuard, PtWriteGuard, VmaReadGuard, VmaWriteGuard};
+use crate::splitvma::NodeHold;
+pub(crate) use crate::strategy::Mode;
 use crate::strategy::Strategy;
 use crate::sync::RcuRead;
-use crate::vma::{Vma, VmaTree};
+use crate::vma::VmaTree;
 use phase_lock::RwLockIntentExt;
 
 /// The Split page-table lock as held by an operation.
@@ -20,6 +24,8 @@ pub(crate) enum PtHold<'a> {
     /// PerVma: an RCU read-side section, in which unlinked tables stay
     /// allocated.
     Rcu(#[allow(dead_code)] RcuRead<'a>),
+    /// SplitPerVma: VMAs' page-table locks, in address order.
+    Nodes(#[allow(dead_code)] Held, Vec<NodeHold<'a>>),
 }
 
 /// The VMA lock held for write (under Classic, Refcount and PerVma, the
@@ -68,13 +74,6 @@ impl core::ops::Deref for VmaHold<'_> {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Read,
-    Intent,
-    Write,
-}
-
 impl MmInner {
     pub(crate) fn vma_read(&self) -> (Held, VmaReadGuard<'_>) {
         let h = Held::take(Class::Vma);
@@ -87,8 +86,9 @@ impl MmInner {
     }
 
     /// What a page-table user holds to see stable VMAs and tables: the mmap
-    /// lock for read (Classic, Refcount; PerVma: and an RCU section), or the
-    /// page-table lock in `mode`, through which Split reads the VMAs (R7).
+    /// lock for read (Classic, Refcount; PerVma: and an RCU section;
+    /// SplitPerVma: and every VMA's lock in `mode`), or the page-table lock
+    /// in `mode`, through which Split reads the VMAs (R7).
     pub(crate) fn pt_user(&self, mode: Mode) -> (VmaHold<'_>, PtHold<'_>) {
         if self.strategy != Strategy::Split {
             let (h, g) = self.vma_read();
@@ -107,37 +107,75 @@ impl MmInner {
     /// Installs `next` as the VMA tree; the caller holds the VMA lock for
     /// write. Split also takes the page-table lock for write (R7) and
     /// returns it held; PerVma publishes the VMA index, write-locking every
-    /// VMA it replaces or removes, and returns an RCU section.
+    /// VMA it replaces or removes, and returns an RCU section; SplitPerVma
+    /// publishes it too and returns held the page-table locks of the VMAs
+    /// replaced, removed and created (only those: R9), having released the
+    /// tables the replaced ones deferred.
     pub(crate) fn commit_vmas<'a>(&'a self, vmas: &mut MmapWrite<'a>, next: VmaTree) -> PtHold<'a> {
-        if self.strategy == Strategy::PerVma {
-            self.pervma.publish(&next);
-        }
-        let pt = self.pt_hold(Mode::Write);
+        let pt = match self.strategy {
+            Strategy::SplitPerVma => {
+                let h = Held::take(Class::PageTable);
+                let held: Vec<NodeHold<'a>> =
+                    self.pervma.publish(&next, true).into_iter().map(|(n, g)| NodeHold::written(n, g)).collect();
+                for n in &held {
+                    // SAFETY: R9: held for write.
+                    unsafe { self.reclaim_node(n.node()) };
+                }
+                PtHold::Nodes(h, held)
+            }
+            Strategy::PerVma => {
+                self.pervma.publish(&next, false);
+                self.pt_hold(Mode::Write)
+            }
+            _ => self.pt_hold(Mode::Write),
+        };
         *vmas.guard = next;
         pt
     }
 
-    /// PerVma: runs `f` on the VMA containing `addr` under its read lock,
-    /// found under RCU (`lock_vma_under_rcu`; the RCU section lasts as long
-    /// as `f`). `None` under the other strategies, or when the VMA is
-    /// absent, write-locked or detached: the caller falls back to the mmap
-    /// lock, having left the section (as the kernel does before sleeping).
-    pub(crate) fn under_vma_lock<R>(&self, addr: u64, f: impl FnOnce(&Vma) -> R) -> Option<R> {
-        if self.strategy != Strategy::PerVma {
-            return None;
+    /// PerVma: runs `f` on the node of the VMA containing `addr` under its
+    /// read lock, found under RCU (`lock_vma_under_rcu`; the RCU section
+    /// lasts as long as `f`); `None` when the VMA is absent, write-locked or
+    /// detached: the caller falls back to the mmap lock, having left the
+    /// section (as the kernel does before sleeping). SplitPerVma: under the
+    /// VMA's page-table lock in intent mode (blocking, outside RCU); `None`
+    /// only when no VMA contains `addr`. `None` under the other strategies.
+    pub(crate) fn under_vma_lock<R>(&self, addr: u64, f: impl FnOnce(&VmaNode) -> R) -> Option<R> {
+        match self.strategy {
+            Strategy::PerVma => {
+                let rcu = self.pervma.rcu.read();
+                let vma = self.pervma.lock_vma(&rcu, addr)?;
+                let _h = Held::take(Class::Vma);
+                Some(f(vma.node()))
+            }
+            Strategy::SplitPerVma => {
+                let _h = Held::take(Class::PageTable);
+                let hold = self.pervma.lock_node(addr, Mode::Intent).ok()?;
+                Some(f(hold.node()))
+            }
+            _ => None,
         }
-        let rcu = self.pervma.rcu.read();
-        let vma = self.pervma.lock_vma(&rcu, addr)?;
-        let _h = Held::take(Class::Vma);
-        Some(f(vma.vma()))
     }
 
-    /// Split's page-table lock in `mode`; PerVma's RCU section; nothing
-    /// under the others.
+    /// What `munmap` holds while it zaps and frees, after publishing: Split's
+    /// page-table lock for write; PerVma's RCU section; nothing under
+    /// SplitPerVma, where the removed VMAs are detached, so no fault, zap or
+    /// walker of a VMA can reach the range any more (R9).
+    pub(crate) fn unmap_hold(&self) -> PtHold<'_> {
+        if self.strategy == Strategy::SplitPerVma { PtHold::None } else { self.pt_hold(Mode::Write) }
+    }
+
+    /// Split's page-table lock in `mode`; PerVma's RCU section; under
+    /// SplitPerVma every VMA's lock in `mode` (the caller holds the mmap
+    /// lock); nothing under the others.
     pub(crate) fn pt_hold(&self, mode: Mode) -> PtHold<'_> {
         match self.strategy {
             Strategy::Classic | Strategy::Refcount => return PtHold::None,
             Strategy::PerVma => return PtHold::Rcu(self.pervma.rcu.read()),
+            Strategy::SplitPerVma => {
+                let h = Held::take(Class::PageTable);
+                return PtHold::Nodes(h, self.pervma.lock_all(mode));
+            }
             Strategy::Split => {}
         }
         let h = Held::take(Class::PageTable);

@@ -236,6 +236,7 @@ mod ops;
 pub mod pagetable;
 mod pervma;
 mod space;
+mod splitvma;
 mod strategy;
 mod sync;
 mod vma;

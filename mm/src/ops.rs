@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use crate::error::{check_addr, check_range, check_walk};
 use crate::file::{File, RmapEntry};
-use crate::holds::{Mode, VmaHold};
+use crate::holds::{Mode, PtHold, VmaHold};
 use crate::lockorder::{Class, Held};
 use crate::pagetable::DEAD;
 use crate::pagetable::{
     ACCESSED, DIRTY, ENTRIES, HUGE, Level, PAGE_SIZE, PMD_SIZE, TABLE_BYTES, TablePtr, WRITABLE, index, leaf,
 };
+use crate::pervma::VmaNode;
 use crate::space::{Mapping, Mm, MmInner, MmStats};
 use crate::strategy::Strategy;
 use crate::sync::Ordering;
@@ -100,13 +101,13 @@ impl Mm {
         for f in &files {
             m.sync_rmap(&vmas, f);
         }
-        let _pt = m.pt_hold(Mode::Write);
+        let _pt = m.unmap_hold();
         // SAFETY: the VMA lock for write (and the page-table lock for write
         // under Split) keeps every upper table alive: only this function
         // frees them.
         unsafe {
             m.for_each_pmd(addr, end, |pmd, idx, lo, hi| {
-                m.zap_slot(pmd, idx, lo, hi, false);
+                m.zap_slot(pmd, idx, lo, hi, false, None);
             });
             m.free_tables(addr, end, &vmas);
         }
@@ -138,7 +139,8 @@ impl Mm {
     pub fn fault(&self, addr: u64, write: bool) -> MmResult<u64> {
         check_addr(addr)?;
         let m = &*self.inner;
-        let fast = m.under_vma_lock(addr, |v| {
+        let fast = m.under_vma_lock(addr, |n| {
+            let v = &n.vma;
             if write && !v.prot.writable() {
                 return Err(MmError::ReadOnly { addr });
             }
@@ -175,24 +177,41 @@ impl Mm {
     pub fn madvise_dontneed(&self, addr: u64, len: u64) -> MmResult<u64> {
         let end = check_range(addr, len)?;
         let m = &*self.inner;
-        let zap = || {
+        // `held`: SplitPerVma's VMA whose lock is held (R9), else `None`.
+        let zap = |held: Option<&VmaNode>| {
             let mut n = 0;
             // SAFETY: R1: the mmap lock for read (Split: intent; PerVma: a
-            // VMA's read lock, with the RCU section) keeps upper tables
-            // alive: they are freed only under the write lock, and only
-            // where no VMA is.
-            unsafe { m.for_each_pmd(addr, end, |pmd, idx, lo, hi| n += m.zap_slot(pmd, idx, lo, hi, true)) };
+            // VMA's read lock, with the RCU section; SplitPerVma: the VMA's
+            // lock) keeps upper tables alive: they are freed only under the
+            // write lock, and only where no VMA is.
+            unsafe {
+                m.for_each_pmd(addr, end, |pmd, idx, lo, hi| {
+                    let owner = match held {
+                        Some(node) => Some(node),
+                        // SAFETY: under SplitPerVma the fallback below holds
+                        // the mmap lock for read and every VMA's lock.
+                        None if m.strategy == Strategy::SplitPerVma => m.pervma.find_locked(lo),
+                        None => None,
+                    };
+                    n += m.zap_slot(pmd, idx, lo, hi, true, owner)
+                })
+            };
             n
         };
-        // PerVma: a range inside one VMA is zapped under that VMA's read
-        // lock.
-        let zapped = m.under_vma_lock(addr, |v| (end <= v.end).then(zap)).flatten();
+        // PerVma, SplitPerVma: a range inside one VMA is zapped under that
+        // VMA's lock.
+        let zapped = m
+            .under_vma_lock(addr, |node| {
+                let held = (m.strategy == Strategy::SplitPerVma).then_some(node);
+                (end <= node.vma.end).then(|| zap(held))
+            })
+            .flatten();
         let n = match zapped {
             Some(n) => n,
             None => {
                 let (vmas, _pt) = m.pt_user(Mode::Intent);
                 vmas.check_covered(addr, end).map_err(|a| MmError::NotMapped { addr: a })?;
-                zap()
+                zap(None)
             }
         };
         m.maybe_reclaim();
@@ -316,9 +335,16 @@ impl Mm {
     pub fn semi_locked(&self) -> SemiLocked<'_> {
         let m = &*self.inner;
         let (vmas, pt) = m.pt_user(Mode::Read);
-        if m.strategy == Strategy::Split {
+        match &pt {
             // SAFETY: R4: the page-table lock is held for read.
-            unsafe { m.reclaim_locked() };
+            PtHold::Read(_) => unsafe { m.reclaim_locked() },
+            PtHold::Nodes(_, held) => {
+                for h in held {
+                    // SAFETY: R9: each VMA's lock is held for read.
+                    unsafe { m.reclaim_node(h.node()) };
+                }
+            }
+            _ => {}
         }
         SemiLocked { m, vmas, _pt: pt }
     }
@@ -347,6 +373,17 @@ impl Mm {
             return Err(MmError::Unaligned { addr });
         }
         let m = &*self.inner;
+        if m.strategy == Strategy::SplitPerVma {
+            // The VMA's lock for write (R9): its VMA stays in place, and no
+            // other thread can reach the table, which is released at once.
+            let _h = Held::take(Class::PageTable);
+            let hold = m.pervma.lock_node(addr, Mode::Write).map_err(|_| MmError::NotMapped { addr })?;
+            let node = hold.node();
+            m.collapse_locked(&node.vma, addr, Some(node))?;
+            // SAFETY: R9: held for write.
+            unsafe { m.reclaim_node(node) };
+            return Ok(());
+        }
         let (vmas, _pt) = if m.strategy == Strategy::Split {
             m.pt_user(Mode::Write)
         } else {
@@ -359,54 +396,7 @@ impl Mm {
             (VmaHold::Write(g), m.pt_hold(Mode::Write))
         };
         let v = vmas.find(addr).ok_or(MmError::NotMapped { addr })?;
-        if v.end < addr + PMD_SIZE {
-            return Err(MmError::NotPopulated { addr });
-        }
-        if v.file().is_some() {
-            return Err(MmError::NotAnonymous { addr });
-        }
-        let writable = v.prot.writable();
-        // SAFETY: the VMA lock (and Split's page-table lock) keeps upper
-        // tables alive.
-        let pmd = unsafe { m.lookup_pmd(addr, false) }.ok_or(MmError::NotPopulated { addr })?;
-        let idx = index(addr, Level::Pmd);
-        let g = pmd.lock(Class::PmdPtl);
-        let e = pmd.load(idx, Ordering::Relaxed);
-        if e == 0 {
-            return Err(MmError::NotPopulated { addr });
-        }
-        if e & HUGE != 0 {
-            return Ok(());
-        }
-        let ptr = TablePtr::from_entry(e);
-        // SAFETY: linked (we read its entry under the PMD PTL, which every
-        // unlinker holds).
-        let t = unsafe { ptr.get() };
-        let tg = t.lock(Class::PtePtl);
-        if t.present.load(Ordering::Relaxed) != ENTRIES as u32 {
-            return Err(MmError::NotPopulated { addr });
-        }
-        // Acquire: every earlier user's accesses happen before the release.
-        if m.strategy == Strategy::Refcount
-            && t.refs.compare_exchange(0, DEAD, Ordering::Acquire, Ordering::Relaxed).is_err()
-        {
-            return Err(MmError::Busy { addr });
-        }
-        let mut dirty = 0;
-        for slot in &t.entries {
-            dirty |= slot.load(Ordering::Relaxed) & DIRTY;
-            slot.store(0, Ordering::Relaxed);
-        }
-        t.present.store(0, Ordering::Relaxed);
-        m.frames.free(ENTRIES as u64);
-        let huge = m.frames.alloc_huge();
-        let w = if writable { WRITABLE } else { 0 };
-        // Release: pairs with walkers' Acquire loads of PMD entries.
-        pmd.entries[idx].store(leaf(huge, HUGE | ACCESSED | dirty | w), Ordering::Release);
-        m.live[Level::Pte as usize].fetch_sub(1, Ordering::Relaxed);
-        drop(tg);
-        drop(g);
-        m.defer(ptr);
+        m.collapse_locked(v, addr, None)?;
         // SAFETY: Classic/Refcount hold the VMA lock for write; Split holds
         // the page-table lock for write.
         unsafe { m.reclaim_held_write() };
@@ -528,5 +518,62 @@ impl MmInner {
             })
             .collect();
         file.set_rmap(self.id(), entries);
+    }
+}
+
+impl MmInner {
+    /// Collapse's work in `v`, the VMA containing `addr` (2 MiB aligned),
+    /// under the locks `Mm::collapse` chose; the freed table is deferred
+    /// onto `owner`'s list (SplitPerVma) or the address space's.
+    fn collapse_locked(&self, v: &Vma, addr: u64, owner: Option<&VmaNode>) -> MmResult<()> {
+        if v.end < addr + PMD_SIZE {
+            return Err(MmError::NotPopulated { addr });
+        }
+        if v.file().is_some() {
+            return Err(MmError::NotAnonymous { addr });
+        }
+        let writable = v.prot.writable();
+        // SAFETY: the VMA lock (Split: the page-table lock; SplitPerVma: the
+        // VMA's lock) keeps upper tables alive.
+        let pmd = unsafe { self.lookup_pmd(addr, false) }.ok_or(MmError::NotPopulated { addr })?;
+        let idx = index(addr, Level::Pmd);
+        let g = pmd.lock(Class::PmdPtl);
+        let e = pmd.load(idx, Ordering::Relaxed);
+        if e == 0 {
+            return Err(MmError::NotPopulated { addr });
+        }
+        if e & HUGE != 0 {
+            return Ok(());
+        }
+        let ptr = TablePtr::from_entry(e);
+        // SAFETY: linked (we read its entry under the PMD PTL, which every
+        // unlinker holds).
+        let t = unsafe { ptr.get() };
+        let tg = t.lock(Class::PtePtl);
+        if t.present.load(Ordering::Relaxed) != ENTRIES as u32 {
+            return Err(MmError::NotPopulated { addr });
+        }
+        // Acquire: every earlier user's accesses happen before the release.
+        if self.strategy == Strategy::Refcount
+            && t.refs.compare_exchange(0, DEAD, Ordering::Acquire, Ordering::Relaxed).is_err()
+        {
+            return Err(MmError::Busy { addr });
+        }
+        let mut dirty = 0;
+        for slot in &t.entries {
+            dirty |= slot.load(Ordering::Relaxed) & DIRTY;
+            slot.store(0, Ordering::Relaxed);
+        }
+        t.present.store(0, Ordering::Relaxed);
+        self.frames.free(ENTRIES as u64);
+        let huge = self.frames.alloc_huge();
+        let w = if writable { WRITABLE } else { 0 };
+        // Release: pairs with walkers' Acquire loads of PMD entries.
+        pmd.entries[idx].store(leaf(huge, HUGE | ACCESSED | dirty | w), Ordering::Release);
+        self.live[Level::Pte as usize].fetch_sub(1, Ordering::Relaxed);
+        drop(tg);
+        drop(g);
+        self.defer(ptr, owner);
+        Ok(())
     }
 }

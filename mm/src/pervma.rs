@@ -36,8 +36,10 @@ use std::sync::Arc;
 
 use crate::lockorder::{Class, Held};
 use crate::pagetable::{QUARANTINE, TablePtr};
+use crate::strategy::PtLockRaw;
 use crate::sync::{AtomicPtr, AtomicU64, Ordering, Rcu, RcuRead, new_lock};
 use crate::vma::{Backing, Vma, VmaTree};
+use lock_api::RawRwLock;
 use phase_lock::PhaseLock;
 
 /// Added to a VMA's `refs` by a writer waiting for its readers to leave;
@@ -46,19 +48,44 @@ const WRITER: u64 = 1 << 32;
 /// `refs` of an attached VMA with no reader.
 const ATTACHED: u64 = 1;
 
+/// A SplitPerVma node whose `pt` lock [`PerVma::publish`] holds for write.
+pub(crate) type WriteLocked = (Arc<VmaNode>, <PtLockRaw as RawRwLock>::ExclusiveGuard);
+
 /// One VMA as the lockless lookup finds it. Its [`Vma`] never changes: a
 /// change of the VMA replaces the node.
 pub(crate) struct VmaNode {
     pub(crate) vma: Vma,
+    /// PerVma: the read count. SplitPerVma: [`ATTACHED`] until the node
+    /// leaves the index, changed only under `pt` held for write.
     refs: AtomicU64,
     lock_seq: AtomicU64,
+    /// SplitPerVma: this VMA's page-table lock (R9).
+    pub(crate) pt: PtLockRaw,
+    /// SplitPerVma: PTE tables unlinked by this VMA's zappers, released by
+    /// a holder of `pt` in read or write mode (R9).
+    pub(crate) deferred: PhaseLock<Vec<TablePtr>>,
 }
 
 impl VmaNode {
     /// A node created under the mmap lock for write at sequence `seq`:
-    /// attached, and write-locked until that write hold ends.
+    /// attached, and write-locked until that write hold ends (SplitPerVma:
+    /// the caller write-locks `pt` before publishing it).
     fn new_locked(vma: Vma, seq: u64) -> Arc<VmaNode> {
-        Arc::new(VmaNode { vma, refs: AtomicU64::new(ATTACHED), lock_seq: AtomicU64::new(seq) })
+        Arc::new(VmaNode {
+            vma,
+            refs: AtomicU64::new(ATTACHED),
+            lock_seq: AtomicU64::new(seq),
+            pt: PtLockRaw::new(),
+            deferred: new_lock(Vec::new()),
+        })
+    }
+
+    /// SplitPerVma: whether the node is still in the index. Read under
+    /// `pt`, whose acquisition orders it after the write hold that detached
+    /// the node.
+    pub(crate) fn attached(&self) -> bool {
+        // Relaxed: see above.
+        self.refs.load(Ordering::Relaxed) == ATTACHED
     }
 
     /// `vma_start_read`: takes a read count unless the VMA is detached or
@@ -151,12 +178,12 @@ fn same(a: &Vma, b: &Vma) -> bool {
 
 /// The RCU-published VMA index.
 #[derive(Default)]
-struct VmaIndex {
-    nodes: BTreeMap<u64, Arc<VmaNode>>,
+pub(crate) struct VmaIndex {
+    pub(crate) nodes: BTreeMap<u64, Arc<VmaNode>>,
 }
 
 impl VmaIndex {
-    fn find(&self, addr: u64) -> Option<&Arc<VmaNode>> {
+    pub(crate) fn find(&self, addr: u64) -> Option<&Arc<VmaNode>> {
         self.nodes.range(..=addr).next_back().map(|(_, n)| n).filter(|n| addr < n.vma.end)
     }
 }
@@ -167,8 +194,8 @@ pub(crate) struct VmaRead<'r> {
 }
 
 impl VmaRead<'_> {
-    pub(crate) fn vma(&self) -> &Vma {
-        &self.node.vma
+    pub(crate) fn node(&self) -> &VmaNode {
+        self.node
     }
 }
 
@@ -233,7 +260,7 @@ pub(crate) struct PerVma {
     /// releases every VMA write lock taken under it.
     seq: AtomicU64,
     /// The current index, read under `rcu`.
-    index: AtomicPtr<VmaIndex>,
+    pub(crate) index: AtomicPtr<VmaIndex>,
     pub(crate) rcu: Rcu,
     tables: Arc<RcuTables>,
 }
@@ -273,22 +300,39 @@ impl PerVma {
     /// or removed node is write-locked (its readers drained) and detached;
     /// new nodes are write-locked until the write hold ends. The caller
     /// holds the mmap lock for write.
-    pub(crate) fn publish(&self, next: &VmaTree) {
+    ///
+    /// SplitPerVma (`split`): the write locks are the nodes' `pt` locks,
+    /// returned held, replaced nodes first (address order), then new ones;
+    /// the caller releases the replaced nodes' deferred tables under them.
+    pub(crate) fn publish(&self, next: &VmaTree, split: bool) -> Vec<WriteLocked> {
         // Relaxed: `seq` changes only under the mmap write lock, held.
         let seq = self.seq.load(Ordering::Relaxed);
         // SAFETY: only holders of the mmap write lock replace the index.
         let old = unsafe { &*self.index.load(Ordering::Relaxed) };
+        let mut held = Vec::new();
+        let mut created = Vec::new();
         let mut nodes = BTreeMap::new();
         for v in next.iter() {
             let node = match old.nodes.get(&v.start) {
                 Some(n) if same(&n.vma, v) => n.clone(),
-                _ => VmaNode::new_locked(v.clone(), seq),
+                _ => {
+                    let n = VmaNode::new_locked(v.clone(), seq);
+                    if split {
+                        // Unpublished: uncontended.
+                        created.push((n.clone(), n.pt.lock_exclusive()));
+                    }
+                    n
+                }
             };
             nodes.insert(v.start, node);
         }
         for (start, n) in &old.nodes {
             if !nodes.get(start).is_some_and(|m| Arc::ptr_eq(m, n)) {
-                n.write_lock(seq);
+                if split {
+                    held.push((n.clone(), n.pt.lock_exclusive()));
+                } else {
+                    n.write_lock(seq);
+                }
                 n.detach();
             }
         }
@@ -301,6 +345,8 @@ impl PerVma {
             // grace period has waited out the old ones.
             drop(unsafe { Box::from_raw(prev.0) });
         }));
+        held.extend(created);
+        held
     }
 
     /// Write-locks the VMA containing `addr`, if any; the caller holds the
@@ -377,6 +423,18 @@ impl Drop for PerVma {
         // SAFETY: `&mut self`: no reader; the current index was never handed
         // to a callback.
         drop(unsafe { Box::from_raw(self.index.load(Ordering::Relaxed)) });
+    }
+}
+
+impl Drop for VmaNode {
+    fn drop(&mut self) {
+        // Only a node of the last index can still hold tables (a replaced
+        // node's are released under its write lock, before it is detached),
+        // and it drops with its address space: nothing can reach them.
+        for p in core::mem::take(self.deferred.get_mut()) {
+            // SAFETY: unlinked, unreachable, in no other list.
+            unsafe { p.dealloc() };
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use crate::frames::FrameAllocator;
 use crate::pagetable::{FILE, HUGE, TablePtr, WRITABLE, pfn};
 use crate::pervma::PerVma;
-use crate::strategy::Strategy;
+use crate::strategy::{PtLockRaw, Strategy};
 use crate::sync::{AtomicU64, new_lock};
 use crate::vma::VmaTree;
 use phase_lock::{PhaseLock, RawPhaseLock};
@@ -65,29 +65,6 @@ pub(crate) struct MmInner {
     pub(crate) pervma: PerVma,
 }
 
-/// Split's page-table lock: the patience of its raw lock, in microseconds.
-///
-/// Chosen from faults against a looping semi-locked walker (the
-/// `page_table` example, two runs per value on 2 CPUs; Split's faults beside
-/// the walker in M/s, and its walks in k/s):
-///
-/// | patience | faults | walks |
-/// |---------:|-------:|------:|
-/// | 0 (strict) | 2.2–3.9 | 10–11 |
-/// | 200 µs | 17.5–19.1 | 51–55 |
-/// | 1 ms (the lock's default) | 15.2–24.3 | 19–21 |
-/// | 4 ms | 15.2–23.2 | 24–39 |
-///
-/// A strict lock hands off at every change between walkers and faults and
-/// starves both; 200 µs gives the walker its turn two to three times as
-/// often as the default, at the same fault throughput (within this
-/// machine's noise). The fault storms do not mix kinds, so the patience
-/// does not show there.
-pub(crate) const PT_PATIENCE_US: u32 = 200;
-
-/// Split's page-table lock's raw lock (biased: faults take intent through
-/// the slot table).
-pub(crate) type PtLockRaw = phase_lock::RawPatientLock<PT_PATIENCE_US>;
 /// A read hold of the page-table lock (semi-locked walkers).
 pub(crate) type PtReadGuard<'a> = lock_api::RwLockReadGuard<'a, PtLockRaw, ()>;
 /// An intent hold of the page-table lock (PTL users).

@@ -5,12 +5,13 @@ use crate::error::check_walk;
 use crate::file::MapsFile;
 use crate::free::Pmd;
 use crate::holds::{Mode, PtHold, VmaHold};
-use crate::lockorder::Class;
+use crate::lockorder::{Class, Held};
 use crate::pagetable::next_boundary;
 use crate::pagetable::{
     ACCESSED, DIRTY, ENTRIES, FILE, HUGE, Level, PAGE_SIZE, PGD_SIZE, PMD_SIZE, PUD_SIZE, PtlGuard, Table, TablePtr,
     WRITABLE, index, leaf, pfn,
 };
+use crate::pervma::VmaNode;
 use crate::space::MmInner;
 use crate::strategy::Strategy;
 use crate::sync::{Ordering, fence};
@@ -46,7 +47,9 @@ impl SemiLocked<'_> {
             // SAFETY: the semi-locked hold keeps every linked table alive
             // (Classic: only the write lock frees; Refcount: release needs
             // the write lock; Split: read excludes every unlinker; PerVma:
-            // the RCU section). Entries exist only inside VMAs.
+            // the RCU section; SplitPerVma: every VMA's lock in read mode,
+            // and the mmap lock for read: R9). Entries exist only inside
+            // VMAs.
             unsafe {
                 self.m.for_each_pmd(v.start, v.end, |pmd, idx, lo, _| {
                     let span = lo & !(PMD_SIZE - 1);
@@ -85,16 +88,17 @@ impl SemiLocked<'_> {
         let slot = |a: u64| ((a - addr) / PAGE_SIZE) as usize;
         // SAFETY: the semi-locked hold keeps linked upper tables alive (they
         // are freed only under the write lock), and PTE tables: Classic frees
-        // them only under the write lock; Split's read mode excludes every
-        // unlinker; Refcount pins each table before reading it; PerVma's RCU
-        // section outlasts every table it can reach.
+        // them only under the write lock; Split's read mode (SplitPerVma's,
+        // on every VMA) excludes every unlinker; Refcount pins each table
+        // before reading it; PerVma's RCU section outlasts every table it
+        // can reach.
         unsafe {
             m.for_each_pmd(addr, end, |pmd, idx, lo, hi| {
                 let span = lo & !(PMD_SIZE - 1);
                 let read = |t: &Table, out: &mut Vec<Option<u64>>| {
-                    if matches!(m.strategy, Strategy::Split | Strategy::Refcount) {
-                        // Split: read mode excludes unlinkers; Refcount:
-                        // pinned. (PerVma: a table unlinked beside us stays
+                    if matches!(m.strategy, Strategy::Split | Strategy::SplitPerVma | Strategy::Refcount) {
+                        // Split, SplitPerVma: read mode excludes unlinkers;
+                        // Refcount: pinned. (PerVma: a table unlinked beside us stays
                         // allocated for our RCU section, and may be read.)
                         t.check_linked();
                     }
@@ -290,11 +294,20 @@ impl MmInner {
     }
 
     /// Zaps `[lo, hi)` within the span of `pmd[idx]`; with `free_empty`
-    /// under Split (PerVma: when `[lo, hi)` is the whole span), unlinks the
-    /// PTE table if that empties it (Refcount unlinks on the last put
-    /// anyway). Returns entries cleared (a huge leaf
-    /// counts 512).
-    pub(crate) fn zap_slot(&self, pmd: &Table, idx: usize, lo: u64, hi: u64, free_empty: bool) -> u64 {
+    /// under Split (PerVma: when `[lo, hi)` is the whole span;
+    /// SplitPerVma: when the span lies inside `owner`'s VMA, whose lock the
+    /// caller holds in intent mode: R9), unlinks the PTE table if that
+    /// empties it (Refcount unlinks on the last put anyway). Returns
+    /// entries cleared (a huge leaf counts 512).
+    pub(crate) fn zap_slot(
+        &self,
+        pmd: &Table,
+        idx: usize,
+        lo: u64,
+        hi: u64,
+        free_empty: bool,
+        owner: Option<&VmaNode>,
+    ) -> u64 {
         let span = lo & !(PMD_SIZE - 1);
         loop {
             match self.map_pte(pmd, idx, false, true) {
@@ -339,10 +352,15 @@ impl MmInner {
                     let reclaims = match self.strategy {
                         Strategy::Split => true,
                         Strategy::PerVma => whole,
+                        // R9: a table shared with another VMA (or with a
+                        // gap another VMA may fill) is left to munmap.
+                        Strategy::SplitPerVma => {
+                            owner.is_some_and(|n| n.vma.start <= span && span + PMD_SIZE <= n.vma.end)
+                        }
                         Strategy::Classic | Strategy::Refcount => false,
                     };
                     if free_empty && left == 0 && reclaims {
-                        self.try_unlink(pmd, idx, ptr);
+                        self.try_unlink(pmd, idx, ptr, owner);
                     }
                     return u64::from(n);
                 }
@@ -391,7 +409,7 @@ impl MmInner {
                 // freed only after munmap removed it from the rmap, which
                 // waits for our `i_mmap` hold.
                 unsafe {
-                    self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, false))
+                    self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, false, None))
                 };
             }
             Strategy::Refcount => {
@@ -402,7 +420,9 @@ impl MmInner {
                 // SAFETY: R5 for upper tables; PTE tables are pinned by
                 // `map_pte`, and unlinked ones are not released while we are
                 // counted (R6).
-                unsafe { self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, true)) };
+                unsafe {
+                    self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, true, None))
+                };
                 // Release: our accesses happen before a reclaimer that sees
                 // the count drop.
                 self.rmap_walkers.fetch_sub(1, Ordering::Release);
@@ -418,8 +438,45 @@ impl MmInner {
                 // released only after our RCU section, and R3's recheck runs
                 // under the PTL.
                 unsafe {
-                    self.for_each_pmd(start, end, |pmd, idx, lo, hi| n += self.zap_slot(pmd, idx, lo, hi, free_empty))
+                    self.for_each_pmd(start, end, |pmd, idx, lo, hi| {
+                        n += self.zap_slot(pmd, idx, lo, hi, free_empty, None)
+                    })
                 };
+            }
+            Strategy::SplitPerVma => {
+                // Piece by piece: each VMA's part under its lock in intent
+                // mode, freeing tables inside it (R9).
+                let mut a = start;
+                while a < end {
+                    let _h = Held::take(Class::PageTable);
+                    match self.pervma.lock_node(a, Mode::Intent) {
+                        Ok(hold) => {
+                            let node = hold.node();
+                            let b = end.min(node.vma.end);
+                            // SAFETY: R1: the VMA is in place while we hold its
+                            // lock, so are the upper tables covering it; its
+                            // PTE tables are unlinked under its intent mode
+                            // and released only in read or write mode (R9).
+                            unsafe {
+                                self.for_each_pmd(a, b, |pmd, idx, lo, hi| {
+                                    n += self.zap_slot(pmd, idx, lo, hi, true, Some(node))
+                                })
+                            };
+                            a = b;
+                        }
+                        Err(next) => {
+                            // No VMA holds `[a, next)`: either a `munmap`
+                            // removed it and zaps it once it has waited for
+                            // our `i_mmap` hold, or an `mmap` has listed it in
+                            // the rmap and not yet published it, and its
+                            // faults will read the page cache we emptied.
+                            // Walking it with no VMA's lock would race that
+                            // new VMA's zappers, which may free its tables.
+                            let b = end.min(next);
+                            a = b;
+                        }
+                    }
+                }
             }
         }
         n
