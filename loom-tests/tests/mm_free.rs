@@ -211,3 +211,70 @@ fn per_vma_fault_vs_mprotect() {
         assert!(mm.mappings().iter().all(|m| !m.writable()), "a writable entry in a read-only VMA");
     });
 }
+
+/// SplitPerVma: fault ‖ zap that frees the table (both in intent mode on
+/// the VMA's own lock; the table's span lies inside the VMA, so the zapper
+/// may free it, and releases it once it gets the lock in read mode: R9).
+#[test]
+fn split_per_vma_fault_zap() {
+    fault_zap_walk(Strategy::SplitPerVma, false, None);
+}
+
+/// SplitPerVma: fault ‖ zap ‖ walker (the VMA's lock in read mode: it sees
+/// no change).
+#[test]
+fn split_per_vma_fault_zap_walk() {
+    fault_zap_walk(Strategy::SplitPerVma, true, Some(1));
+}
+
+/// SplitPerVma: walker ‖ (fault; zap).
+#[test]
+fn split_per_vma_walk_vs_fault_then_zap() {
+    walk_vs_fault_then_zap(Strategy::SplitPerVma);
+}
+
+/// SplitPerVma, a table shared by two VMAs: X = the span's first half
+/// (read-write), Y = its second half (read-only, so the two do not merge).
+/// A DONTNEED of all of X, which empties the table whenever it runs before
+/// Y's fault, ‖ a fault in Y, each under its own VMA's lock in intent mode,
+/// with a semi-locked walk of both (the main thread). The zapper must leave
+/// the table alone (its span is not inside X): Y's fault may already have
+/// read the PMD entry, and X's read mode, which the zapper gets right after,
+/// is no grace period for Y's holders. Freeing it anyway lets the fault lock
+/// a released table (quarantine panics).
+#[test]
+fn split_per_vma_free_across_vma_boundary() {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.max_branches = 100_000;
+    builder.check(|| {
+        let frames = FrameAllocator::new();
+        let mm = Arc::new(Mm::new(Strategy::SplitPerVma, &frames));
+        let y = BASE + 4 * PAGE_SIZE;
+        mm.mmap(BASE, 4 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+        mm.mmap(y, 4 * PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
+        assert_eq!(mm.vmas().len(), 2);
+        mm.fault(BASE, true).unwrap(); // the shared table exists
+        let f = mm.clone();
+        let faulter = thread::spawn(move || f.fault(y, false).unwrap());
+        let z = mm.clone();
+        let zapper = thread::spawn(move || z.madvise_dontneed(BASE, 4 * PAGE_SIZE).unwrap());
+        let g = mm.semi_locked();
+        let a = g.frames(BASE, 8 * PAGE_SIZE).unwrap();
+        let b = g.frames(BASE, 8 * PAGE_SIZE).unwrap();
+        assert_eq!(a, b, "a read-mode hold saw the tables change");
+        drop(g);
+        let pfn = faulter.join().unwrap();
+        assert_eq!(zapper.join().unwrap(), 1, "the zap clears X's one entry");
+        let now = mm.walk_semilocked(BASE, 8 * PAGE_SIZE).unwrap();
+        assert_eq!(now[4], Some(pfn), "Y's entry survives: the zap does not cover it");
+        assert!(now.iter().enumerate().all(|(i, e)| i == 4 || e.is_none()));
+        mm.check_invariants().unwrap();
+        let st = mm.stats();
+        assert_eq!(st.tables[Level::Pte as usize], 1, "one table, shared, never freed");
+        assert_eq!(st.tables_freed, 0);
+        assert_eq!(frames.in_use(), 1, "a frame leaked or was freed twice");
+    });
+}

@@ -190,3 +190,90 @@ impl PerVma {
         unsafe { &*self.index.load(Ordering::Acquire) }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::strategy::Mode;
+    use crate::*;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    const A: u64 = 0x4000_0000;
+    const B: u64 = 0x8000_0000;
+
+    fn two_vmas() -> Mm {
+        let mm = Mm::new(Strategy::SplitPerVma, &FrameAllocator::new());
+        mm.mmap(A, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+        mm.mmap(B, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+        mm
+    }
+
+    #[test]
+    fn a_write_locked_vma_stalls_its_own_faults_and_no_others() {
+        let mm = two_vmas();
+        let faulted = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // A layout change of A in progress: the mmap lock for write and
+            // A's lock for write.
+            let w = mm.inner.vma_write();
+            let a = mm.inner.pervma.lock_node(A, Mode::Write).unwrap();
+            s.spawn(|| mm.fault(B, true).unwrap()).join().unwrap();
+            let fa = s.spawn(|| {
+                mm.fault(A, true).unwrap();
+                faulted.store(true, SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(!faulted.load(SeqCst), "a fault ran inside a write-locked VMA");
+            drop(a);
+            drop(w);
+            fa.join().unwrap();
+        });
+        assert!(faulted.into_inner());
+        mm.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_table_shared_by_two_vmas_is_freed_only_by_munmap() {
+        let mm = Mm::new(Strategy::SplitPerVma, &FrameAllocator::new());
+        let half = PMD_SIZE / 2;
+        mm.mmap(A, half, Prot::ReadWrite, Backing::Anon).unwrap();
+        mm.mmap(A + half, half, Prot::Read, Backing::Anon).unwrap();
+        assert_eq!(mm.vmas().len(), 2);
+        mm.fault(A, true).unwrap();
+        mm.fault(A + half, false).unwrap();
+        mm.madvise_dontneed(A, half).unwrap();
+        mm.madvise_dontneed(A + half, half).unwrap();
+        let pte = |mm: &Mm| mm.stats().tables[Level::Pte as usize];
+        assert_eq!(pte(&mm), 1, "a zapper freed a table another VMA shares");
+        mm.munmap(A, half).unwrap();
+        assert_eq!(pte(&mm), 1, "munmap freed a table a VMA still overlaps");
+        mm.munmap(A + half, half).unwrap();
+        assert_eq!(pte(&mm), 0);
+        assert_eq!(mm.stats().tables_freed, 3, "the PTE, PMD and PUD tables");
+        mm.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_table_inside_one_vma_waits_for_that_vmas_read_mode_only() {
+        let mm = two_vmas();
+        mm.fault(A, true).unwrap();
+        mm.fault(B, true).unwrap();
+        let deferred = || mm.inner.deferred_len.load(SeqCst);
+        std::thread::scope(|s| {
+            // A holder of B's lock (a fault in B, say) does not keep A's
+            // emptied table from being released…
+            let b = mm.inner.pervma.lock_node(B, Mode::Intent).unwrap();
+            s.spawn(|| mm.madvise_dontneed(A, PAGE_SIZE).unwrap()).join().unwrap();
+            assert_eq!(deferred(), 0, "A's table waited for a holder of B");
+            // …but a holder of A's lock keeps A's next emptied table.
+            mm.fault(A, true).unwrap();
+            let a = mm.inner.pervma.lock_node(A, Mode::Intent).unwrap();
+            s.spawn(|| mm.madvise_dontneed(A, PAGE_SIZE).unwrap()).join().unwrap();
+            assert_eq!(deferred(), 1, "A's table was released while A's lock was held in intent mode");
+            drop(a);
+            drop(b);
+        });
+        let st = mm.stats(); // takes every VMA's lock for read: releases it
+        assert_eq!((st.tables[Level::Pte as usize], st.deferred_tables, st.tables_freed), (1, 0, 2));
+        mm.check_invariants().unwrap();
+    }
+}

@@ -348,15 +348,14 @@ impl MmInner {
                     // PerVma frees only tables all of whose entries were in
                     // the range (CONFIG_PT_RECLAIM: ranges of at least PMD
                     // size; under loom a table has fewer entries).
-                    let whole = lo == span && hi - span >= ENTRIES as u64 * PAGE_SIZE;
+                    let table_end = span + ENTRIES as u64 * PAGE_SIZE;
+                    let whole = lo == span && hi >= table_end;
                     let reclaims = match self.strategy {
                         Strategy::Split => true,
                         Strategy::PerVma => whole,
                         // R9: a table shared with another VMA (or with a
                         // gap another VMA may fill) is left to munmap.
-                        Strategy::SplitPerVma => {
-                            owner.is_some_and(|n| n.vma.start <= span && span + PMD_SIZE <= n.vma.end)
-                        }
+                        Strategy::SplitPerVma => owner.is_some_and(|n| n.vma.start <= span && table_end <= n.vma.end),
                         Strategy::Classic | Strategy::Refcount => false,
                     };
                     if free_empty && left == 0 && reclaims {
