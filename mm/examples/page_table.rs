@@ -34,6 +34,7 @@ const CLASSIC: usize = 0;
 const REFCOUNT: usize = 1;
 const SPLIT: usize = 2;
 const PER_VMA: usize = 3;
+const SPLIT_PER_VMA: usize = 4;
 /// One round of a fault storm: (wall, CPU-time) throughput per strategy.
 type Round = [(f64, f64); N];
 
@@ -151,8 +152,10 @@ fn zap_churn(s: Strategy) -> Churn {
 
 /// One of two threads that fault every page of a 2 MiB chunk of the
 /// 128 MiB at `BASE` and DONTNEED it, chunk after chunk (thread `t` takes
-/// every other one), until `stop`, counting faults.
-fn fault_and_dontneed(mm: &Mm, t: u64, stop: &AtomicBool, faults: &AtomicU64) {
+/// every other one), until `stop`, counting faults. Returns the CPU time
+/// it used.
+fn fault_and_dontneed(mm: &Mm, t: u64, stop: &AtomicBool, faults: &AtomicU64) -> Duration {
+    let c0 = thread_cpu();
     let mut r = t;
     while !stop.load(Ordering::Relaxed) {
         let chunk = BASE + (r % 64) * PMD_SIZE;
@@ -163,6 +166,7 @@ fn fault_and_dontneed(mm: &Mm, t: u64, stop: &AtomicBool, faults: &AtomicU64) {
         faults.fetch_add(512, Ordering::Relaxed);
         r += 2;
     }
+    thread_cpu() - c0
 }
 
 /// Returns (faults Mops/s, walks k/s, walks that saw a change, walks, the
@@ -179,7 +183,9 @@ fn walks_during_faults(s: Strategy) -> (f64, f64, u64, u64, u64) {
     std::thread::scope(|sc| {
         for t in 0..2u64 {
             let (mm, stop, faults) = (&mm, &stop, &faults);
-            sc.spawn(move || fault_and_dontneed(mm, t, stop, faults));
+            sc.spawn(move || {
+                fault_and_dontneed(mm, t, stop, faults);
+            });
         }
         let mut x = 1u64;
         while start.elapsed() < Duration::from_millis(1500) {
@@ -200,10 +206,23 @@ fn walks_during_faults(s: Strategy) -> (f64, f64, u64, u64, u64) {
     (mops(faults.load(Ordering::Relaxed), d), walks as f64 / d.as_secs_f64() / 1e3, changed, walks, peak_deferred_kb)
 }
 
-/// Returns (faults Mops/s, VMA churn rounds k/s): two threads fault +
-/// DONTNEED 2 MiB chunks of one VMA while a third maps, write-protects half
-/// of and unmaps a 64 KiB VMA elsewhere in the same address space.
-fn faults_beside_vma_churn(s: Strategy) -> (f64, f64) {
+/// What `faults_beside_vma_churn` measures.
+#[derive(Clone, Copy)]
+struct VmaChurn {
+    /// Faults, M/s.
+    faults: f64,
+    /// Churn rounds (mmap + fault + mprotect + munmap), k/s.
+    churns: f64,
+    /// Faults per CPU-second of the two faulting threads, M.
+    faults_per_cpu: f64,
+    /// The churning thread's CPU time over the wall time.
+    churn_cpu_share: f64,
+}
+
+/// Two threads fault + DONTNEED 2 MiB chunks of one VMA while a third maps,
+/// write-protects half of and unmaps a 64 KiB VMA elsewhere in the same
+/// address space.
+fn faults_beside_vma_churn(s: Strategy) -> VmaChurn {
     let frames = FrameAllocator::new();
     let mm = Mm::new(s, &frames);
     let len = 64 * PMD_SIZE;
@@ -213,11 +232,14 @@ fn faults_beside_vma_churn(s: Strategy) -> (f64, f64) {
     let faults = AtomicU64::new(0);
     let mut churns = 0u64;
     let start = Instant::now();
-    std::thread::scope(|sc| {
-        for t in 0..2u64 {
-            let (mm, stop, faults) = (&mm, &stop, &faults);
-            sc.spawn(move || fault_and_dontneed(mm, t, stop, faults));
-        }
+    let (fault_cpu, churn_cpu) = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (mm, stop, faults) = (&mm, &stop, &faults);
+                sc.spawn(move || fault_and_dontneed(mm, t, stop, faults))
+            })
+            .collect();
+        let c0 = thread_cpu();
         while start.elapsed() < Duration::from_millis(1500) {
             mm.mmap(far, 16 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
             mm.fault(far, true).unwrap();
@@ -225,10 +247,18 @@ fn faults_beside_vma_churn(s: Strategy) -> (f64, f64) {
             mm.munmap(far, 16 * PAGE_SIZE).unwrap();
             churns += 1;
         }
+        let churn_cpu = thread_cpu() - c0;
         stop.store(true, Ordering::Relaxed);
+        (hs.into_iter().map(|h| h.join().unwrap()).sum::<Duration>(), churn_cpu)
     });
     let d = start.elapsed();
-    (mops(faults.load(Ordering::Relaxed), d), churns as f64 / d.as_secs_f64() / 1e3)
+    let n = faults.load(Ordering::Relaxed);
+    VmaChurn {
+        faults: mops(n, d),
+        churns: churns as f64 / d.as_secs_f64() / 1e3,
+        faults_per_cpu: mops(n, fault_cpu),
+        churn_cpu_share: churn_cpu.as_secs_f64() / d.as_secs_f64(),
+    }
 }
 
 /// Returns (faults Mops/s, punches k/s, page-table kB at the end).
@@ -273,14 +303,24 @@ fn punch_during_faults(s: Strategy) -> (f64, f64, u64) {
     (mops(faults.load(Ordering::Relaxed), d), punches as f64 / d.as_secs_f64() / 1e3, kb)
 }
 
-/// The ratio columns: split ÷ classic, ÷ refcount, ÷ per-vma.
-const RATIOS: [(&str, usize); 3] = [("s/c", CLASSIC), ("s/r", REFCOUNT), ("s/pv", PER_VMA)];
+/// The ratio columns (numerator, denominator): split ÷ classic, ÷
+/// refcount, ÷ per-vma; split-per-vma ÷ per-vma, ÷ split.
+const RATIOS: [(&str, usize, usize); R] = [
+    ("s/c", SPLIT, CLASSIC),
+    ("s/r", SPLIT, REFCOUNT),
+    ("s/pv", SPLIT, PER_VMA),
+    ("sv/pv", SPLIT_PER_VMA, PER_VMA),
+    ("sv/s", SPLIT_PER_VMA, SPLIT),
+];
+const R: usize = 5;
+/// Index of sv/pv in `RATIOS`.
+const SV_PV: usize = 3;
 
 fn row(name: &str, v: [f64; N], prec: usize) {
-    row_r(name, v, RATIOS.map(|(_, d)| v[SPLIT] / v[d]), prec);
+    row_r(name, v, RATIOS.map(|(_, n, d)| v[n] / v[d]), prec);
 }
 
-fn row_r(name: &str, v: [f64; N], r: [f64; 3], prec: usize) {
+fn row_r(name: &str, v: [f64; N], r: [f64; R], prec: usize) {
     let mut line = format!("| {name:<50} |");
     for x in v {
         line += &format!(" {x:>9.prec$} |");
@@ -298,9 +338,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// A fault storm's rows (M/s, M/CPU-s): medians over `ROUNDS` rounds of
 /// every strategy back to back in rotating order, so that the per-round
-/// ratios cancel slow drifts of machine load. Returns the M/CPU-s medians
-/// and the median split ÷ classic ratio of M/s.
-fn storm_rows(threads: u64, layout: Layout, label: &str, realistic: bool) -> ([f64; N], f64) {
+/// ratios cancel slow drifts of machine load. Returns the M/CPU-s medians,
+/// the median split ÷ classic ratio of M/s, and the M/CPU-s ratio columns.
+fn storm_rows(threads: u64, layout: Layout, label: &str, realistic: bool) -> ([f64; N], f64, [f64; R]) {
     let rounds: Vec<Round> = (0..ROUNDS)
         .map(|r| {
             let mut v = [(0f64, 0f64); N];
@@ -311,17 +351,17 @@ fn storm_rows(threads: u64, layout: Layout, label: &str, realistic: bool) -> ([f
             v
         })
         .collect();
-    let mut per_cpu = [0f64; N];
+    let mut per_cpu = ([0f64; N], [0f64; R]);
     for (unit, pick) in [("M/s", 0), ("M/CPU-s", 1)] {
         let g = |x: &Round, i: usize| if pick == 0 { x[i].0 } else { x[i].1 };
         let v: [f64; N] = core::array::from_fn(|i| median(rounds.iter().map(|x| g(x, i)).collect()));
-        let r = RATIOS.map(|(_, d)| median(rounds.iter().map(|x| g(x, SPLIT) / g(x, d)).collect()));
+        let r = RATIOS.map(|(_, n, d)| median(rounds.iter().map(|x| g(x, n) / g(x, d)).collect()));
         row_r(&format!("fault storm, {label}, {threads} thr ({unit})"), v, r, 2);
         if pick == 1 {
-            per_cpu = v;
+            per_cpu = (v, r);
         }
     }
-    (per_cpu, median(rounds.iter().map(|x| x[SPLIT].0 / x[CLASSIC].0).collect()))
+    (per_cpu.0, median(rounds.iter().map(|x| x[SPLIT].0 / x[CLASSIC].0).collect()), per_cpu.1)
 }
 
 fn main() {
@@ -338,19 +378,19 @@ fn main() {
         head += &format!(" {:>9} |", s.name());
         rule += &format!("{:-<11}|", "");
     }
-    for (name, _) in RATIOS {
+    for (name, _, _) in RATIOS {
         head += &format!(" {name:>8} |");
         rule += &format!("{:-<10}|", "");
     }
     println!("{head}\n{rule}");
     // Disjoint storms at 1 and 2 threads, for the goal lines: (threads,
-    // per-CPU-second medians, M/s split ÷ classic).
-    let mut disjoint: Vec<(u64, [f64; N], f64)> = Vec::new();
+    // per-CPU-second medians, M/s split ÷ classic, per-CPU-second ratios).
+    let mut disjoint: Vec<(u64, [f64; N], f64, [f64; R])> = Vec::new();
     for (layout, label) in [(Layout::Disjoint, "disjoint"), (Layout::Shared, "shared")] {
         for threads in [1u64, 2, 4, 8] {
-            let (per_cpu, ratio) = storm_rows(threads, layout, label, false);
+            let (per_cpu, ratio, ratios) = storm_rows(threads, layout, label, false);
             if layout == Layout::Disjoint {
-                disjoint.push((threads, per_cpu, ratio));
+                disjoint.push((threads, per_cpu, ratio, ratios));
             }
         }
     }
@@ -365,8 +405,8 @@ fn main() {
     row("faults beside rmap punch-holes (M/s)", core::array::from_fn(|i| punch[i].0), 2);
     row("rmap punch-holes of 2 MiB (k/s)", core::array::from_fn(|i| punch[i].1), 1);
     let vma_churn: Vec<_> = Strategy::ALL.into_iter().map(faults_beside_vma_churn).collect();
-    row("faults beside VMA churn (M/s)", core::array::from_fn(|i| vma_churn[i].0), 2);
-    row("VMA churn beside faults (k/s)", core::array::from_fn(|i| vma_churn[i].1), 2);
+    row("faults beside VMA churn (M/s)", core::array::from_fn(|i| vma_churn[i].faults), 2);
+    row("VMA churn beside faults (k/s)", core::array::from_fn(|i| vma_churn[i].churns), 2);
     println!();
     let mut head2 = format!("| {:<50} |", "page tables and walks");
     let mut rule2 = format!("|{:-<52}|", "");
@@ -429,7 +469,34 @@ fn main() {
     );
     goal(walks[SPLIT].1 >= 2.0, format!("split semi-locked walks beside faults ≥ 2 k/s: {:.1} k/s", walks[SPLIT].1));
     goal(walks[SPLIT].2 == 0, format!("split walks that saw a change: {} of {}", walks[SPLIT].2, walks[SPLIT].3));
-    for (i, s) in [(SPLIT, "split"), (PER_VMA, "per-vma")] {
+    goal(
+        walks[SPLIT_PER_VMA].2 == 0,
+        format!("split-per-vma walks that saw a change: {} of {}", walks[SPLIT_PER_VMA].2, walks[SPLIT_PER_VMA].3),
+    );
+    // Faults and layout changes side by side: both rows count.
+    let pair = |i: usize| (vma_churn[i].faults, vma_churn[i].churns);
+    let (sv, pv, sp) = (pair(SPLIT_PER_VMA), pair(PER_VMA), pair(SPLIT));
+    goal(
+        sv.0 >= 0.9 * pv.0 && sv.1 >= 0.9 * pv.1,
+        format!("split-per-vma ≥ 0.9× per-vma beside VMA churn: faults {:.2}×, churn {:.2}×", sv.0 / pv.0, sv.1 / pv.1),
+    );
+    goal(
+        (sv.0 >= 2.0 * sp.0 && sv.1 >= sp.1) || (sv.1 >= 2.0 * sp.1 && sv.0 >= sp.0),
+        format!(
+            "split-per-vma ≥ 2× split on one VMA-churn row, ≥ 1× on the other: faults {:.2}×, churn {:.2}×",
+            sv.0 / sp.0,
+            sv.1 / sp.1
+        ),
+    );
+    goal(
+        two.3[SV_PV] >= 1.2,
+        format!("split-per-vma, disjoint storm, 2 thr ≥ 1.2× per-vma per CPU-second: {:.2}×", two.3[SV_PV]),
+    );
+    goal(
+        one.3[SV_PV] >= 0.95,
+        format!("split-per-vma, disjoint storm, 1 thr ≥ 0.95× per-vma per CPU-second: {:.2}×", one.3[SV_PV]),
+    );
+    for (i, s) in [(SPLIT, "split"), (PER_VMA, "per-vma"), (SPLIT_PER_VMA, "split-per-vma")] {
         let left = churn[i].after_kb as f64 / churn[i].peak_kb as f64;
         goal(left <= 0.01, format!("{s} page tables after DONTNEED ≤ 1 % of peak: {:.2} %", 100.0 * left));
     }
@@ -439,6 +506,15 @@ fn main() {
         walks[PER_VMA].3,
         two.1[PER_VMA] / per_thread_vma[PER_VMA]
     );
+    // Beside VMA churn, three threads share two CPUs: a churner that never
+    // waits takes its share from the faulters.
+    let mut cpu = String::from(
+        "reported, beside VMA churn: faults per faulting-thread CPU-second (M) / the churner's CPU share:",
+    );
+    for (i, s) in Strategy::ALL.into_iter().enumerate() {
+        cpu += &format!(" {s} {:.2} / {:.0} %;", vma_churn[i].faults_per_cpu, 100.0 * vma_churn[i].churn_cpu_share);
+    }
+    println!("{}", cpu.trim_end_matches(';'));
     // The realistic mode: every anonymous fault also clears 4 KiB, as the
     // kernel's does, so that the locks' share of a fault is nearer the
     // kernel's (where a fault also pays the trap and the page allocator).
@@ -460,7 +536,7 @@ fn main() {
         1e3 / real_one[CLASSIC]
     );
     println!(
-        "\nload average before: {load0}; after: {}\n(s/c, s/r, s/pv: split ÷ classic, refcount, per-vma (fault storms: median of per-round ratios); total {:.1} s)",
+        "\nload average before: {load0}; after: {}\n(s/c, s/r, s/pv: split ÷ classic, refcount, per-vma; sv/pv, sv/s: split-per-vma ÷ per-vma, split (fault storms: median of per-round ratios); total {:.1} s)",
         load(),
         t0.elapsed().as_secs_f64()
     );

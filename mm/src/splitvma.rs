@@ -29,6 +29,11 @@ use crate::strategy::{Mode, PtLockRaw};
 use crate::sync::Ordering;
 use phase_lock::{RawIntent, RawRwLock, SharedHold};
 
+/// Try-locks of a node inside RCU before [`PerVma::lock_node`] pins it and
+/// waits outside (a few microseconds of polling; one under loom, where each
+/// poll is one more branch to explore).
+const NODE_POLLS: u32 = if cfg!(loom) { 1 } else { 64 };
+
 /// A node as a hold refers to it: borrowed (its lock, held, keeps it
 /// allocated) or pinned by an `Arc` (taken before a blocking acquisition).
 enum NodeRef<'m> {
@@ -110,7 +115,7 @@ impl Drop for NodeHold<'_> {
 
 impl PerVma {
     /// SplitPerVma's `lock_vma_under_rcu`: the VMA containing `addr`, its
-    /// page-table lock held in `mode` (blocking, never inside RCU), or
+    /// page-table lock held in `mode` (never waiting inside RCU), or
     /// `Err(next)` when no VMA contains `addr`, `next` being the start of
     /// the first VMA above it (`u64::MAX` if none).
     pub(crate) fn lock_node(&self, addr: u64, mode: Mode) -> Result<NodeHold<'_>, u64> {
@@ -122,8 +127,7 @@ impl PerVma {
             // was replaced; `rcu` began before that and outlives this borrow.
             let index: &VmaIndex = unsafe { &*index };
             let Some(node) = index.find(addr) else {
-                let next = index.nodes.range(addr..).next().map_or(u64::MAX, |(&s, _)| s);
-                return Err(next);
+                return Err(index.nodes.range(addr..).next().map_or(u64::MAX, |(&s, _)| s));
             };
             // SAFETY: the lifetime is extended only for a hold: a node whose
             // lock is held stays allocated until the hold ends, since a layout
@@ -131,9 +135,22 @@ impl PerVma {
             // and frees it only by an RCU callback queued after that; a node
             // found detached is released below while `rcu` still pins it.
             let borrowed: &VmaNode = unsafe { &*(&**node as *const VmaNode) };
-            let hold = match NodeHold::try_lock(NodeRef::Borrowed(borrowed), mode) {
-                Ok(h) => h,
-                Err(_) => {
+            // A short hold (a walker's, a reclaim's read) is the common
+            // obstacle: poll for it inside RCU, without waiting there.
+            let mut held = None;
+            for _ in 0..NODE_POLLS {
+                match NodeHold::try_lock(NodeRef::Borrowed(borrowed), mode) {
+                    Ok(h) => {
+                        held = Some(h);
+                        break;
+                    }
+                    Err(_) => crate::sync::spin_loop(),
+                }
+            }
+            let hold = match held {
+                Some(h) => h,
+                None => {
+                    // Pinned by the `Arc`, the node outlives RCU: wait there.
                     let pinned = node.clone();
                     drop(rcu);
                     let h = NodeHold::lock(NodeRef::Pinned(pinned), mode);
@@ -148,7 +165,6 @@ impl PerVma {
             }
             // Replaced since we found it: look again once the change is out.
             drop(hold);
-            drop(rcu);
         }
     }
 
