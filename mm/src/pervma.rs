@@ -183,6 +183,7 @@ pub(crate) struct VmaIndex {
 }
 
 impl VmaIndex {
+    #[inline]
     pub(crate) fn find(&self, addr: u64) -> Option<&Arc<VmaNode>> {
         self.nodes.range(..=addr).next_back().map(|(_, n)| n).filter(|n| addr < n.vma.end)
     }

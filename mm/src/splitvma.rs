@@ -8,10 +8,10 @@
 //!   semi-locked walkers every VMA's lock in read mode, and layout changes
 //!   the write locks of the VMAs they replace or create.
 //! * **Finding and pinning a node** ([`PerVma::lock_node`]). Under RCU the
-//!   node is found in the index and try-locked; if that fails, the node is
-//!   pinned by an `Arc` (a shared count, on this slow path only), RCU is
-//!   left, and the lock is taken blocking: nobody waits inside a read-side
-//!   section. Once held, a node that is still attached stays allocated and
+//!   node is found in the index and try-locked, polling a few times; if
+//!   that fails, the node is pinned by an `Arc` (a shared count, on this
+//!   slow path only), RCU is left, and the lock is taken blocking: nobody
+//!   waits inside a read-side section. Once held, a node that is still attached stays allocated and
 //!   its VMA unchanged for as long as the hold lasts, because a layout
 //!   change write-locks a node (waiting for its holders) before it detaches
 //!   it, and frees it only through an RCU callback queued after that. So a
@@ -34,13 +34,6 @@ use phase_lock::{RawIntent, RawRwLock, SharedHold};
 /// poll is one more branch to explore).
 const NODE_POLLS: u32 = if cfg!(loom) { 1 } else { 64 };
 
-/// A node as a hold refers to it: borrowed (its lock, held, keeps it
-/// allocated) or pinned by an `Arc` (taken before a blocking acquisition).
-enum NodeRef<'m> {
-    Borrowed(&'m VmaNode),
-    Pinned(Arc<VmaNode>),
-}
-
 /// A lock mode held, with the raw lock's per-acquisition state.
 enum Held {
     Read(SharedHold),
@@ -50,61 +43,58 @@ enum Held {
 
 /// One VMA's page-table lock, held; released when dropped.
 pub(crate) struct NodeHold<'m> {
-    node: NodeRef<'m>,
+    /// The node: kept allocated by the hold itself (see the module docs),
+    /// or by `_pin`.
+    node: &'m VmaNode,
+    /// Taken before a blocking acquisition outside RCU.
+    _pin: Option<Arc<VmaNode>>,
     held: Option<Held>,
 }
 
 impl<'m> NodeHold<'m> {
     /// A hold of `node` for write, taken by [`PerVma::publish`].
     pub(crate) fn written(node: Arc<VmaNode>, guard: <PtLockRaw as RawRwLock>::ExclusiveGuard) -> NodeHold<'m> {
-        NodeHold { node: NodeRef::Pinned(node), held: Some(Held::Write(guard)) }
+        // SAFETY: `pin` keeps the node allocated for as long as the hold.
+        let n: &'m VmaNode = unsafe { &*Arc::as_ptr(&node) };
+        NodeHold { node: n, _pin: Some(node), held: Some(Held::Write(guard)) }
     }
 
     /// The node held.
+    #[inline]
     pub(crate) fn node(&self) -> &VmaNode {
-        match &self.node {
-            NodeRef::Borrowed(n) => n,
-            NodeRef::Pinned(n) => n,
-        }
+        self.node
     }
 
-    fn try_lock(node: NodeRef<'m>, mode: Mode) -> Result<NodeHold<'m>, NodeRef<'m>> {
-        let n = match &node {
-            NodeRef::Borrowed(n) => *n,
-            NodeRef::Pinned(n) => &**n,
-        };
+    /// Tries to take `node`'s lock in `mode`.
+    #[inline]
+    fn try_lock(node: &'m VmaNode, mode: Mode) -> Option<NodeHold<'m>> {
         let held = match mode {
-            Mode::Read => n.pt.try_lock_shared().map(Held::Read),
-            Mode::Intent => n.pt.try_lock_intent().map(Held::Intent),
-            Mode::Write => n.pt.try_lock_exclusive().map(Held::Write),
+            Mode::Read => Held::Read(node.pt.try_lock_shared()?),
+            Mode::Intent => Held::Intent(node.pt.try_lock_intent()?),
+            Mode::Write => Held::Write(node.pt.try_lock_exclusive()?),
         };
-        match held {
-            Some(h) => Ok(NodeHold { node, held: Some(h) }),
-            None => Err(node),
-        }
+        Some(NodeHold { node, _pin: None, held: Some(held) })
     }
 
-    fn lock(node: NodeRef<'m>, mode: Mode) -> NodeHold<'m> {
-        let n = match &node {
-            NodeRef::Borrowed(n) => *n,
-            NodeRef::Pinned(n) => &**n,
-        };
+    /// Takes `node`'s lock in `mode`, waiting; `pin`, if any, keeps the
+    /// node allocated meanwhile.
+    fn lock(node: &'m VmaNode, pin: Option<Arc<VmaNode>>, mode: Mode) -> NodeHold<'m> {
         let held = match mode {
-            Mode::Read => Held::Read(n.pt.lock_shared()),
-            Mode::Intent => Held::Intent(n.pt.lock_intent()),
-            Mode::Write => Held::Write(n.pt.lock_exclusive()),
+            Mode::Read => Held::Read(node.pt.lock_shared()),
+            Mode::Intent => Held::Intent(node.pt.lock_intent()),
+            Mode::Write => Held::Write(node.pt.lock_exclusive()),
         };
-        NodeHold { node, held: Some(held) }
+        NodeHold { node, _pin: pin, held: Some(held) }
     }
 }
 
 impl Drop for NodeHold<'_> {
+    #[inline]
     fn drop(&mut self) {
-        let held = self.held.take();
-        let pt = &self.node().pt;
+        let pt = &self.node.pt;
         // SAFETY: each is this hold's own acquisition of `pt`, released once
-        // (taken out of the `Option`).
-        match held {
+        // (taken out of the `Option`), before `_pin` drops.
+        match self.held.take() {
             Some(Held::Read(h)) => unsafe { pt.unlock_shared(h) },
             Some(Held::Intent(h)) => unsafe { pt.unlock_intent(h) },
             Some(Held::Write(g)) => unsafe { pt.unlock_exclusive(g) },
@@ -118,52 +108,64 @@ impl PerVma {
     /// page-table lock held in `mode` (never waiting inside RCU), or
     /// `Err(next)` when no VMA contains `addr`, `next` being the start of
     /// the first VMA above it (`u64::MAX` if none).
+    #[inline]
     pub(crate) fn lock_node(&self, addr: u64, mode: Mode) -> Result<NodeHold<'_>, u64> {
-        loop {
+        // The fast path: one try-lock of the node found under RCU.
+        {
             let rcu = self.rcu.read();
-            // Acquire: pairs with `publish`'s Release swap (initialized nodes).
-            let index = self.index.load(Ordering::Acquire);
-            // SAFETY: an index is freed by an RCU callback queued after it
-            // was replaced; `rcu` began before that and outlives this borrow.
-            let index: &VmaIndex = unsafe { &*index };
-            let Some(node) = index.find(addr) else {
-                return Err(index.nodes.range(addr..).next().map_or(u64::MAX, |(&s, _)| s));
-            };
-            // SAFETY: the lifetime is extended only for a hold: a node whose
-            // lock is held stays allocated until the hold ends, since a layout
-            // change write-locks it (waiting for us) before it detaches it,
-            // and frees it only by an RCU callback queued after that; a node
-            // found detached is released below while `rcu` still pins it.
-            let borrowed: &VmaNode = unsafe { &*(&**node as *const VmaNode) };
-            // A short hold (a walker's, a reclaim's read) is the common
-            // obstacle: poll for it inside RCU, without waiting there.
-            let mut held = None;
-            for _ in 0..NODE_POLLS {
-                match NodeHold::try_lock(NodeRef::Borrowed(borrowed), mode) {
-                    Ok(h) => {
-                        held = Some(h);
-                        break;
-                    }
-                    Err(_) => crate::sync::spin_loop(),
+            // SAFETY: inside `rcu`.
+            if let Some(node) = unsafe { self.current() }.find(addr) {
+                // SAFETY: see `extend`.
+                let node = unsafe { extend(node) };
+                // A detached node's hold is released before `rcu` ends.
+                if let Some(h) = NodeHold::try_lock(node, mode)
+                    && node.attached()
+                {
+                    return Ok(h);
                 }
             }
-            let hold = match held {
+            drop(rcu);
+        }
+        self.lock_node_slow(addr, mode)
+    }
+
+    /// [`lock_node`](PerVma::lock_node) after its one try failed: polls
+    /// inside RCU, then pins the node and waits outside; looks again
+    /// whenever the node it locked had been replaced meanwhile.
+    #[cold]
+    fn lock_node_slow(&self, addr: u64, mode: Mode) -> Result<NodeHold<'_>, u64> {
+        loop {
+            let rcu = self.rcu.read();
+            // SAFETY: inside `rcu`.
+            let index = unsafe { self.current() };
+            let Some(arc) = index.find(addr) else {
+                return Err(index.nodes.range(addr..).next().map_or(u64::MAX, |(&s, _)| s));
+            };
+            // SAFETY: see `extend`.
+            let node = unsafe { extend(arc) };
+            // A short hold (a walker's, a reclaim's read) is the common
+            // obstacle: poll for it inside RCU, without waiting there.
+            let polled = (0..NODE_POLLS).find_map(|_| {
+                let h = NodeHold::try_lock(node, mode);
+                if h.is_none() {
+                    crate::sync::spin_loop();
+                }
+                h
+            });
+            let hold = match polled {
                 Some(h) => h,
                 None => {
                     // Pinned by the `Arc`, the node outlives RCU: wait there.
-                    let pinned = node.clone();
+                    let pin = arc.clone();
                     drop(rcu);
-                    let h = NodeHold::lock(NodeRef::Pinned(pinned), mode);
-                    if h.node().attached() {
-                        return Ok(h);
-                    }
-                    continue;
+                    NodeHold::lock(node, Some(pin), mode)
                 }
             };
-            if hold.node().attached() {
+            if node.attached() {
                 return Ok(hold);
             }
-            // Replaced since we found it: look again once the change is out.
+            // Replaced since we found it: look again once the change is out
+            // (the hold is released first, while the node is still pinned).
             drop(hold);
         }
     }
@@ -174,13 +176,8 @@ impl PerVma {
         // SAFETY: the caller's mmap lock: the index is replaced only under
         // the mmap lock for write.
         let index = unsafe { self.current() };
-        // SAFETY: as in `lock_node`, a held node outlives its hold, which may
-        // outlast the caller's mmap lock.
-        index
-            .nodes
-            .values()
-            .map(|n| NodeHold::lock(NodeRef::Borrowed(unsafe { &*(&**n as *const VmaNode) }), mode))
-            .collect()
+        // SAFETY: see `extend`; the hold may outlast the caller's mmap lock.
+        index.nodes.values().map(|n| NodeHold::lock(unsafe { extend(n) }, None, mode)).collect()
     }
 
     /// The node containing `addr` in the current index.
@@ -205,6 +202,23 @@ impl PerVma {
         // SAFETY: the caller's contract.
         unsafe { &*self.index.load(Ordering::Acquire) }
     }
+}
+
+/// A node found in an index, borrowed for as long as a hold of its lock
+/// will last.
+///
+/// # Safety
+///
+/// The caller takes the node's lock before the borrow it came from ends
+/// (an RCU section, or the mmap lock), and uses the result only while it
+/// holds that lock or that borrow: a node whose lock is held stays
+/// allocated, because a layout change write-locks a node (waiting for its
+/// holders) before it detaches it, and frees it only through an RCU
+/// callback queued after that. A node found detached under its lock is
+/// released before that borrow ends (or while an `Arc` pins it).
+unsafe fn extend<'m>(node: &Arc<VmaNode>) -> &'m VmaNode {
+    // SAFETY: the caller's contract.
+    unsafe { &*Arc::as_ptr(node) }
 }
 
 #[cfg(all(test, not(loom)))]
