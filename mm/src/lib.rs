@@ -49,25 +49,29 @@
 //! [`Strategy`] is chosen at construction; the same operations and tests run
 //! on all of them. Classic and Refcount are the 2021 designs the seed thread
 //! discussed, Split is its proposal (the reference integration of the phase
-//! lock), and PerVma is what Linux merged instead (per-VMA locks in 6.4,
-//! RCU-freed PTE tables in 6.5–6.14).
+//! lock), PerVma is what Linux merged instead (per-VMA locks in 6.4,
+//! RCU-freed PTE tables in 6.5–6.14), and SplitPerVma is the proposal at
+//! PerVma's grain: a page-table phase lock per VMA, so that a layout change
+//! stalls only the faults of the VMAs it changes.
 //!
-//! | operation              | Classic                  | Refcount                      | Split                                  | PerVma                                       |
-//! |------------------------|--------------------------|-------------------------------|----------------------------------------|----------------------------------------------|
-//! | fault                  | mmap R + PTLs            | mmap R + ref + PTLs           | PT intent + PTLs                       | RCU + VMA R + PTLs (else mmap R + RCU + PTLs) |
-//! | GUP                    | mmap R + PTLs            | mmap R + ref + PTLs           | PT intent + PTLs                       | mmap R + RCU + PTLs                          |
-//! | DONTNEED               | mmap R + PTLs, no free   | mmap R + ref + PTLs, frees    | PT intent + PTLs, frees                | as a fault; frees whole 2 MiB spans (RCU)    |
-//! | punch-hole (rmap)      | i_mmap R + PTLs, no free | i_mmap R + ref + PTLs, frees  | i_mmap R + PT intent + PTLs, frees     | i_mmap R + RCU + PTLs, no free               |
-//! | semi-locked walk       | mmap R                   | mmap R + ref                  | PT read                                | mmap R + RCU                                 |
-//! | mprotect               | mmap W + PTLs            | mmap W + ref + PTLs           | VMA W + PT write + PTLs                | mmap W + VMA W (each VMA replaced) + PTLs    |
-//! | collapse (→ huge leaf) | mmap W + PTLs            | mmap W + PTLs                 | PT write + PTLs                        | mmap W + VMA W + PTLs, frees (RCU)           |
-//! | mmap                   | mmap W                   | mmap W                        | VMA W + PT write (to publish)          | mmap W (new VMAs write-locked until it ends) |
-//! | munmap (frees tables)  | mmap W + PTLs            | mmap W + PTLs                 | VMA W + PT write + PTLs                | mmap W + VMA W + PTLs, frees (RCU)           |
+//! | operation              | Classic                  | Refcount                      | Split                                  | PerVma                                       | SplitPerVma                                         |
+//! |------------------------|--------------------------|-------------------------------|----------------------------------------|----------------------------------------------|-----------------------------------------------------|
+//! | fault                  | mmap R + PTLs            | mmap R + ref + PTLs           | PT intent + PTLs                       | RCU + VMA R + PTLs (else mmap R + RCU + PTLs) | RCU, then its VMA's PT intent + PTLs               |
+//! | GUP                    | mmap R + PTLs            | mmap R + ref + PTLs           | PT intent + PTLs                       | mmap R + RCU + PTLs                          | mmap R + every VMA's PT intent + PTLs              |
+//! | DONTNEED               | mmap R + PTLs, no free   | mmap R + ref + PTLs, frees    | PT intent + PTLs, frees                | as a fault; frees whole 2 MiB spans (RCU)    | as a fault; frees tables inside the VMA            |
+//! | punch-hole (rmap)      | i_mmap R + PTLs, no free | i_mmap R + ref + PTLs, frees  | i_mmap R + PT intent + PTLs, frees     | i_mmap R + RCU + PTLs, no free               | i_mmap R + each VMA's PT intent + PTLs, frees (R9) |
+//! | semi-locked walk       | mmap R                   | mmap R + ref                  | PT read                                | mmap R + RCU                                 | mmap R + every VMA's PT read                       |
+//! | mprotect               | mmap W + PTLs            | mmap W + ref + PTLs           | VMA W + PT write + PTLs                | mmap W + VMA W (each VMA replaced) + PTLs    | mmap W + PT W of the VMAs replaced and new + PTLs  |
+//! | collapse (→ huge leaf) | mmap W + PTLs            | mmap W + PTLs                 | PT write + PTLs                        | mmap W + VMA W + PTLs, frees (RCU)           | its VMA's PT W + PTLs, frees                       |
+//! | mmap                   | mmap W                   | mmap W                        | VMA W + PT write (to publish)          | mmap W (new VMAs write-locked until it ends) | mmap W + PT W of the VMAs new and replaced         |
+//! | munmap (frees tables)  | mmap W + PTLs            | mmap W + PTLs                 | VMA W + PT write + PTLs                | mmap W + VMA W + PTLs, frees (RCU)           | mmap W (removed VMAs' PT W to detach) + PTLs, frees |
 //!
 //! ("mmap" is the VMA lock, which under Classic, Refcount and PerVma is the
 //! whole mmap lock; "PT" is Split's page-table `PhaseLock`; "ref" is a
 //! reference on each PTE table used: an increment and a decrement; "VMA
-//! R/W" is PerVma's per-VMA lock; "RCU" a read-side section.)
+//! R/W" is PerVma's per-VMA lock; "RCU" a read-side section; "its VMA's
+//! PT" is the page-table `PhaseLock` of one VMA under SplitPerVma, found
+//! under RCU.)
 //!
 //! Under Split a change of the VMAs takes *both* locks for write (R7), so a
 //! holder of either lock sees stable VMAs, and page-table users take only the
@@ -96,7 +100,7 @@
 //! The race people study: an intent-mode walker (a fault) has read a PMD
 //! entry pointing at PTE table T and is about to lock T's PTL, while a
 //! concurrent intent-mode zapper empties T and wants to free it; a third
-//! thread walks semi-locked. The protocol, in eight rules:
+//! thread walks semi-locked. The protocol, in nine rules:
 //!
 //! * **R1 (upper levels).** PUD and PMD tables are freed only by `munmap`,
 //!   under the VMA lock for write (Split: and the page-table lock for
@@ -124,7 +128,8 @@
 //!   end a grace period at no cost to the fast path: the phase change of the
 //!   lock *is* the grace period. Classic: under the mmap lock for write.
 //!   Refcount: under the mmap lock for write with no rmap walker inside (R6).
-//!   PerVma: an RCU grace period (R8).
+//!   PerVma: an RCU grace period (R8). SplitPerVma: the read or write mode
+//!   of the one VMA that contains the table's span (R9).
 //! * **R5 (rmap walkers without mm locks).** Under Classic and Refcount,
 //!   punch-hole holds only `i_mmap`. `munmap` removes its range from the rmap
 //!   under `i_mmap` for write — which waits for every walker that found the
@@ -157,6 +162,43 @@
 //!   freed only by `munmap` where no VMA is, so a fault under a VMA lock,
 //!   whose VMA is in place, never walks one.
 //!
+//! * **R9 (SplitPerVma: freeing a table that spans several VMAs).** Each
+//!   VMA node of PerVma's index carries a page-table lock.
+//!   1. *Holders stay inside their VMA.* A node is write-locked before it is
+//!      replaced or detached, and a node created under the mmap write lock
+//!      is write-locked until the change is done; so a holder of an
+//!      attached node's lock, in any mode, sees its VMA unchanged and walks
+//!      only inside it (R1 then keeps its upper tables alive). A node found
+//!      under RCU is locked before RCU is left, and dropped if detached.
+//!   2. *A table belongs to the VMA that contains its span.* A zapper
+//!      holding VMA V's lock in intent mode unlinks (R2) a PTE table only if
+//!      its whole span lies inside V, and defers it on V's own list. Only
+//!      holders of V's lock can hold a pointer into such a table, since
+//!      every other walker stays inside its own VMA (rule 1) and rmap
+//!      walkers zap through each VMA's lock (rule 4).
+//!   3. *V's read or write mode is the table's grace period.* V's list is
+//!      released by a holder of V's lock in read or write mode: a
+//!      semi-locked walk, [`Mm::stats`], a `try_read` after a DONTNEED or a
+//!      punch-hole, a collapse, or the layout change that write-locks V
+//!      before detaching it. Holders of other VMAs' locks never delay it.
+//!   4. *A shared table is freed only by `munmap`.* A table whose span is
+//!      shared by two VMAs, or by a VMA and a gap another VMA may fill, is
+//!      never unlinked under intent. `munmap` unlinks it once no VMA
+//!      overlaps its span, after it has detached the VMAs it removed (so
+//!      none of their holders remains) and waited for the rmap walkers
+//!      (R5), and releases it at once: semi-locked walkers, the only
+//!      holders of several VMAs' locks, are excluded by the mmap lock.
+//!      An rmap walker zaps each VMA's part of its range under that VMA's
+//!      lock in intent mode, and skips a part that no VMA holds (one that a
+//!      `munmap` in progress will zap after waiting for it, or that an
+//!      `mmap` in progress has not yet published, whose faults will find
+//!      the page cache already punched).
+//!   5. *Semi-locked walks see no change.* They hold the mmap lock for read
+//!      and every VMA's lock in read mode, in address order; threads that
+//!      take several nodes do so only under the mmap lock and holding no
+//!      node, and no thread holds a node's write lock while it waits for
+//!      `i_mmap`, so no cycle of waits forms.
+//!
 //! **Why the race is safe (Split).** Let fault F and zapper Z both hold
 //! intent, F having read PMD entry `e` → T.
 //!
@@ -176,6 +218,13 @@
 //!    stress test checks this). W's own entry into read mode is what lets T
 //!    be released.
 //!
+//! Under SplitPerVma the same argument runs per VMA: F and Z hold the lock
+//! of the VMA that contains T's span (R9.2), and the read or write mode
+//! that releases T is that VMA's. If T's span reaches into a second VMA,
+//! F may hold the second VMA's lock instead, which Z's VMA's read mode does
+//! not exclude: so Z leaves T linked (R9.4), and loom shows that freeing it
+//! anyway lets F lock a released table.
+//!
 //! Memory orderings are justified where they are chosen.
 //!
 //! # How the protocol is checked
@@ -193,7 +242,11 @@
 //!   strategy; the fault's entry must survive exactly when the zap came
 //!   first, no frame may leak, and under Split the walker's two reads must
 //!   agree. Removing R3's recheck, or ending a Split grace period in intent
-//!   mode, makes it fail.
+//!   mode, makes it fail. SplitPerVma adds a free across a VMA boundary
+//!   (a DONTNEED of one VMA that empties a table a fault in the next VMA is
+//!   entering); letting a zapper free a table its VMA does not contain
+//!   makes that model fail, and releasing a VMA's tables without its read
+//!   mode, or dropping the recheck, fails the fault-and-zap models.
 //! * **Stress** (`mm/tests/mm_stress.rs`): 16 threads on every strategy, two
 //!   address spaces sharing two files, every operation; then the invariants
 //!   ([`Mm::check_invariants`]) and per-thread shadow models. The same two
@@ -210,9 +263,12 @@
 //!   `MapsFile` trait), `vma.rs`, `strategy.rs`;
 //! * `pervma.rs`: PerVma's VMA index, per-VMA locks and RCU-freed tables
 //!   (R8; the RCU itself is crossbeam-epoch, behind `sync.rs`);
+//! * `splitvma.rs`: SplitPerVma's per-VMA page-table locks, on that index
+//!   (R9);
 //! * `space.rs`: [`Mm`], its shared state, and what it reports;
 //! * `holds.rs`: the locks each operation holds, per strategy;
-//! * `free.rs`: the freeing protocol, R1–R7 above, in one file (R8 is `pervma.rs`);
+//! * `free.rs`: the freeing protocol, R1–R7 above, in one file, with R9's
+//!   per-VMA lists (R8 is `pervma.rs`);
 //! * `walk.rs`: walks — the semi-locked walk and the per-slot work of
 //!   faults, zaps, mprotect and the rmap zap;
 //! * `ops.rs`: the public operations; `check.rs`: the invariant checks.

@@ -64,7 +64,9 @@ impl Mm {
     /// error.
     ///
     /// Takes the VMA lock for write (`i_mmap` for write while updating the
-    /// rmap), and under Split the page-table lock for write.
+    /// rmap), and under Split the page-table lock for write (SplitPerVma:
+    /// the write locks of the VMAs it removes or splits, while it detaches
+    /// them).
     ///
     /// ```
     /// use phase_lock_mm::*;
@@ -123,10 +125,12 @@ impl Mm {
     /// page-table levels and maps the page. Returns the frame number.
     ///
     /// Takes the mmap lock for read (Classic, Refcount), the page-table
-    /// lock in intent mode (Split, which reads the VMAs through it: R7), or
-    /// the VMA's read lock inside an RCU section (PerVma, falling back to
-    /// the mmap lock for read); the PMD PTL to install a PTE table; the PTE
-    /// PTL to install the entry (under Refcount after taking a reference).
+    /// lock in intent mode (Split, which reads the VMAs through it: R7), the
+    /// VMA's read lock inside an RCU section (PerVma, falling back to the
+    /// mmap lock for read), or the VMA's page-table lock in intent mode,
+    /// found under RCU (SplitPerVma); the PMD PTL to install a PTE table;
+    /// the PTE PTL to install the entry (under Refcount after taking a
+    /// reference).
     ///
     /// ```
     /// use phase_lock_mm::*;
@@ -159,11 +163,13 @@ impl Mm {
 
     /// `madvise(MADV_DONTNEED)`: zaps `[addr, addr + len)`, and frees PTE
     /// tables that become empty where the strategy can (Refcount, Split;
-    /// PerVma: tables whose whole 2 MiB span it zapped). Every page of the
-    /// range must be mapped.
+    /// PerVma: tables whose whole 2 MiB span it zapped; SplitPerVma:
+    /// tables whose span lies inside one VMA). Every page of the range must
+    /// be mapped.
     ///
-    /// Holds what a fault holds; under PerVma, the VMA's read lock when the
-    /// range lies inside one VMA, else the mmap lock for read.
+    /// Holds what a fault holds; under PerVma and SplitPerVma, the VMA's
+    /// lock when the range lies inside one VMA, else the mmap lock for read
+    /// (SplitPerVma: and every VMA's page-table lock in intent mode).
     ///
     /// ```
     /// use phase_lock_mm::*;
@@ -316,9 +322,11 @@ impl Mm {
     }
 
     /// Holds the locks of a semi-locked walker (Classic, Refcount: the mmap
-    /// lock for read; Split: the page-table lock for read)
-    /// until the returned guard drops, so that several walks can run under
-    /// one hold. Under Split they see identical tables.
+    /// lock for read; Split: the page-table lock for read; PerVma: the mmap
+    /// lock for read and an RCU section; SplitPerVma: the mmap lock for read
+    /// and every VMA's page-table lock for read) until the returned guard
+    /// drops, so that several walks can run under one hold. Under Split and
+    /// SplitPerVma they see identical tables.
     ///
     /// Do not call other operations of this `Mm` while holding it.
     ///
@@ -355,7 +363,8 @@ impl Mm {
     ///
     /// A non-leaf → leaf change: Classic and Refcount take the mmap lock for
     /// write (PerVma: and the VMA's write lock); Split the page-table lock
-    /// for write.
+    /// for write; SplitPerVma the VMA's page-table lock for write, and no
+    /// other lock.
     ///
     /// ```
     /// use phase_lock_mm::*;
