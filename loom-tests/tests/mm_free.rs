@@ -278,3 +278,86 @@ fn split_per_vma_free_across_vma_boundary() {
         assert_eq!(frames.in_use(), 1, "a frame leaked or was freed twice");
     });
 }
+
+/// GUP-fast (no lock, an RCU section) ‖ a DONTNEED that empties and frees
+/// the table it reads (where the strategy frees), or an `munmap` that frees
+/// the PTE, PMD and PUD tables. Each frame GUP-fast returns is the page's
+/// frame or `None`; it must never read a released table (quarantine), which
+/// every strategy's RCU-deferred release (R10) prevents. Both run on
+/// spawned threads: with the freer spawned and GUP-fast on the model's
+/// main thread, loom ran this model in a single interleaving.
+fn gup_fast_vs_free(strategy: Strategy, unmap: bool) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.max_branches = 100_000;
+    builder.check(move || {
+        let frames = FrameAllocator::new();
+        let mm = Arc::new(Mm::new(strategy, &frames));
+        mm.mmap(BASE, 8 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+        let p0 = mm.fault(BASE, true).unwrap();
+        let z = mm.clone();
+        let freer = thread::spawn(move || {
+            if unmap {
+                z.munmap(BASE, 8 * PAGE_SIZE).unwrap();
+            } else {
+                z.madvise_dontneed(BASE, 8 * PAGE_SIZE).unwrap();
+            }
+        });
+        let g = mm.clone();
+        let walker = thread::spawn(move || g.gup_fast(BASE, PAGE_SIZE, true).unwrap());
+        freer.join().unwrap();
+        let got = walker.join().unwrap();
+        assert!(got == [Some(p0)] || got == [None], "GUP-fast read {got:?}");
+        assert_eq!(mm.gup_fast(BASE, PAGE_SIZE, false).unwrap(), [None]);
+        mm.check_invariants().unwrap();
+        let st = mm.stats();
+        assert_eq!(st.deferred_tables, 0, "a table was never released");
+        if unmap {
+            assert_eq!(st.tables, [0, 0, 0, 1]);
+        } else if strategy.reclaims_on_dontneed() {
+            assert_eq!(st.tables[Level::Pte as usize], 0);
+        }
+        assert_eq!(frames.in_use(), 0);
+    });
+}
+
+/// Split: GUP-fast ‖ a DONTNEED that frees the table. GUP-fast holds no
+/// phase, so the phase change is not its grace period: RCU is (R10).
+#[test]
+fn split_gup_fast_vs_zap() {
+    gup_fast_vs_free(Strategy::Split, false);
+}
+
+/// Split: GUP-fast ‖ munmap, which frees tables at every level.
+#[test]
+fn split_gup_fast_vs_munmap() {
+    gup_fast_vs_free(Strategy::Split, true);
+}
+
+/// Classic: GUP-fast ‖ munmap (the only freeing Classic does).
+#[test]
+fn classic_gup_fast_vs_munmap() {
+    gup_fast_vs_free(Strategy::Classic, true);
+}
+
+/// Refcount: GUP-fast (which takes no reference) ‖ a DONTNEED whose last
+/// put frees the table.
+#[test]
+fn refcount_gup_fast_vs_zap() {
+    gup_fast_vs_free(Strategy::Refcount, false);
+}
+
+/// PerVma: GUP-fast ‖ a reclaiming DONTNEED.
+#[test]
+fn per_vma_gup_fast_vs_zap() {
+    gup_fast_vs_free(Strategy::PerVma, false);
+}
+
+/// SplitPerVma: GUP-fast ‖ a DONTNEED that frees the table onto its VMA's
+/// list.
+#[test]
+fn split_per_vma_gup_fast_vs_zap() {
+    gup_fast_vs_free(Strategy::SplitPerVma, false);
+}

@@ -294,7 +294,9 @@ impl MmInner {
         unsafe { self.release_tables(list) };
     }
 
-    /// Releases unlinked tables taken off a deferred list.
+    /// Releases unlinked tables taken off a deferred list, after an RCU
+    /// grace period on top of the strategy's own: lockless walkers
+    /// (GUP-fast) hold no lock, only an RCU section (R10).
     ///
     /// # Safety
     ///
@@ -303,25 +305,10 @@ impl MmInner {
         if list.is_empty() {
             return;
         }
-        let n = list.len() as u64;
         // Relaxed: a hint and a statistic.
-        self.deferred_len.fetch_sub(n, Ordering::Relaxed);
-        if crate::pagetable::QUARANTINE {
-            #[cfg(any(feature = "quarantine", loom))]
-            for &p in &list {
-                // SAFETY: the caller's grace period.
-                unsafe { p.poison() };
-            }
-            let _h = Held::take(Class::Deferred);
-            self.quarantine.write().extend(list);
-        } else {
-            for p in list {
-                // SAFETY: the caller's grace period.
-                unsafe { p.dealloc() };
-            }
-        }
-        self.releases.fetch_add(n, Ordering::Relaxed);
-        self.freed.fetch_add(n, Ordering::Relaxed);
+        self.deferred_len.fetch_sub(list.len() as u64, Ordering::Relaxed);
+        // The callback poisons (quarantine) or frees them, and counts them.
+        self.pervma.free_tables(list);
     }
 
     /// Releases deferred tables while the caller holds the write lock that
@@ -397,7 +384,7 @@ impl MmInner {
                     unsafe { self.reclaim_locked() };
                 }
             }
-            Strategy::PerVma => self.pervma.expedite(),
+            Strategy::PerVma => {}
             Strategy::Refcount | Strategy::Classic => {
                 let _h = Held::take(Class::Vma);
                 if let Some(_g) = self.vmas.try_write() {
@@ -406,6 +393,8 @@ impl MmInner {
                 }
             }
         }
+        // The RCU callbacks that release them (R10), if they can run now.
+        self.pervma.expedite();
     }
 
     /// Unlinks the empty table at `parent[i]` (a PUD or PMD table) under the
@@ -479,8 +468,7 @@ impl Drop for MmInner {
             n
         }
         free(self.pgd, Level::Pgd, &self.frames);
-        let deferred = core::mem::take(self.deferred.get_mut());
-        for p in deferred.into_iter().chain(core::mem::take(self.quarantine.get_mut())) {
+        for p in core::mem::take(self.deferred.get_mut()) {
             // SAFETY: unreachable, no other thread; each table is in one list
             // once.
             unsafe { p.dealloc() };

@@ -9,14 +9,14 @@ use crate::holds::{Mode, PtHold, VmaHold};
 use crate::lockorder::{Class, Held};
 use crate::pagetable::DEAD;
 use crate::pagetable::{
-    ACCESSED, DIRTY, ENTRIES, HUGE, Level, PAGE_SIZE, PMD_SIZE, TABLE_BYTES, TablePtr, WRITABLE, index, leaf,
+    ACCESSED, DIRTY, ENTRIES, HUGE, Level, PAGE_SIZE, PMD_SIZE, TABLE_BYTES, TablePtr, WRITABLE, index, leaf, pfn,
 };
 use crate::pervma::VmaNode;
 use crate::space::{Mapping, Mm, MmInner, MmStats};
 use crate::strategy::Strategy;
 use crate::sync::Ordering;
 use crate::vma::{Backing, Prot, Vma, VmaTree};
-use crate::walk::SemiLocked;
+use crate::walk::{SemiLocked, huge_frames};
 use crate::{MmError, MmResult};
 
 impl Mm {
@@ -306,6 +306,66 @@ impl Mm {
         Ok(out)
     }
 
+    /// A GUP-fast walk (`get_user_pages_fast`): the frames of
+    /// `[addr, addr + len)` read with no lock at all, `None` where nothing
+    /// is mapped (for `write`, also where the entry is not writable). It
+    /// never faults and consults no VMA, only the entries; a caller that
+    /// needs every page falls back to [`gup`](Mm::gup) for the `None`s, as
+    /// the kernel's callers do.
+    ///
+    /// It holds only an RCU read-side section, which every strategy's
+    /// table freeing waits for (R10): so it may read a table that is being
+    /// unlinked, never one that was released. A frame it returns was
+    /// mapped at that address at some moment of the walk.
+    ///
+    /// ```
+    /// use phase_lock_mm::*;
+    /// let mm = Mm::new(Strategy::Split, &FrameAllocator::new());
+    /// mm.mmap(0x10_0000, 2 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    /// let pfn = mm.fault(0x10_0000, true).unwrap();
+    /// assert_eq!(mm.gup_fast(0x10_0000, 2 * PAGE_SIZE, true), Ok(vec![Some(pfn), None]));
+    /// mm.mprotect(0x10_0000, 2 * PAGE_SIZE, Prot::Read).unwrap();
+    /// assert_eq!(mm.gup_fast(0x10_0000, PAGE_SIZE, true), Ok(vec![None])); // read-only now
+    /// assert_eq!(mm.gup_fast(0x10_0000, PAGE_SIZE, false), Ok(vec![Some(pfn)]));
+    /// ```
+    pub fn gup_fast(&self, addr: u64, len: u64, write: bool) -> MmResult<Vec<Option<u64>>> {
+        let end = check_walk(addr, len)?;
+        let m = &*self.inner;
+        let mut out = vec![None; (len / PAGE_SIZE) as usize];
+        let slot = |a: u64| ((a - addr) / PAGE_SIZE) as usize;
+        let usable = |e: u64| !write || e & WRITABLE != 0;
+        let _rcu = m.pervma.rcu.read();
+        // SAFETY: R10: every table, at every level and under every
+        // strategy, is released by an RCU callback queued after it was
+        // unlinked, so one reached through entries read inside `_rcu` stays
+        // allocated until `_rcu` ends.
+        unsafe {
+            m.for_each_pmd(addr, end, |pmd, idx, lo, hi| {
+                let span = lo & !(PMD_SIZE - 1);
+                // Acquire: see the contents of a table a fault published.
+                let e = pmd.load(idx, Ordering::Acquire);
+                if e & HUGE != 0 {
+                    if usable(e) {
+                        huge_frames(e, span, lo, hi, |a, f| out[slot(a)] = Some(f));
+                    }
+                } else if e != 0 {
+                    let t = TablePtr::from_entry(e).get();
+                    let mut a = lo;
+                    while a < hi {
+                        // Relaxed: an entry names a frame, publishing no
+                        // memory of ours.
+                        let pe = t.load(index(a, Level::Pte), Ordering::Relaxed);
+                        if pe != 0 && usable(pe) {
+                            out[slot(a)] = Some(pfn(pe));
+                        }
+                        a += PAGE_SIZE;
+                    }
+                }
+            })
+        };
+        Ok(out)
+    }
+
     /// An hmm-style semi-locked walk: the mapped frames of
     /// `[addr, addr + len)` (`None` where nothing is mapped), read without
     /// PTLs. Every page of the range must be in a VMA.
@@ -432,10 +492,7 @@ impl Mm {
     /// assert_eq!(mm.stats().mapped_pages, 1);
     /// ```
     pub fn stats(&self) -> MmStats {
-        if self.inner.strategy == Strategy::PerVma {
-            // More attempts than `maybe_reclaim`'s, which suit a DONTNEED.
-            self.inner.pervma.settle();
-        } else {
+        if self.inner.strategy != Strategy::PerVma {
             self.inner.maybe_reclaim();
         }
         let sl = self.semi_locked();
@@ -450,6 +507,9 @@ impl Mm {
             Some(t) => mapped += u64::from(t.present.load(Ordering::Relaxed)),
         });
         drop(sl);
+        // Outside every section of ours: the RCU callbacks that release
+        // tables (R10), with more attempts than a DONTNEED's.
+        m.pervma.settle();
         let tables = core::array::from_fn(|i| m.live[i].load(Ordering::Relaxed));
         let deferred = m.deferred_len.load(Ordering::Relaxed) + m.pervma.pending();
         MmStats {
@@ -459,11 +519,8 @@ impl Mm {
             page_table_bytes: (tables.iter().sum::<u64>() + deferred) * TABLE_BYTES,
             mapped_pages: mapped,
             huge_mappings: huge,
-            tables_freed: m.freed.load(Ordering::Relaxed) + m.pervma.released(),
-            quarantined_tables: {
-                let _h = Held::take(Class::Deferred);
-                m.quarantine.read().len() as u64
-            } + m.pervma.quarantined(),
+            tables_freed: m.pervma.released(),
+            quarantined_tables: m.pervma.quarantined(),
         }
     }
 

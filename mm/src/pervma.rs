@@ -377,6 +377,24 @@ impl PerVma {
         self.rcu.call(Box::new(move || tables.release(ptr)));
     }
 
+    /// Releases unlinked tables after a grace period, with one callback:
+    /// the other strategies' tables, once their own grace period (R4) has
+    /// passed, so that lockless walkers (GUP-fast), which hold no lock,
+    /// never find them released.
+    pub(crate) fn free_tables(&self, list: Vec<TablePtr>) {
+        if list.is_empty() {
+            return;
+        }
+        // Relaxed: statistics.
+        self.tables.queued.fetch_add(list.len() as u64, Ordering::Relaxed);
+        let tables = self.tables.clone();
+        self.rcu.call(Box::new(move || {
+            for ptr in list {
+                tables.release(ptr);
+            }
+        }));
+    }
+
     /// Runs the callbacks whose grace periods can end now, without waiting
     /// for a reader: a couple of attempts, cheap enough after every
     /// DONTNEED.

@@ -47,11 +47,10 @@ pub(crate) struct MmInner {
     pub(crate) pgd: TablePtr,
     /// Linked tables per level (indexed by `Level as usize`).
     pub(crate) live: [AtomicU64; 4],
-    /// Tables allocated / released (including never-published ones).
+    /// Tables allocated / released unpublished (the rest are released by
+    /// RCU callbacks, counted by `pervma`).
     pub(crate) allocs: AtomicU64,
     pub(crate) releases: AtomicU64,
-    /// Released tables that had been linked (the "tables freed" statistic).
-    pub(crate) freed: AtomicU64,
     /// Unlinked tables waiting for a grace period (R4).
     pub(crate) deferred: PhaseLock<Vec<TablePtr>>,
     pub(crate) deferred_len: AtomicU64,
@@ -59,9 +58,9 @@ pub(crate) struct MmInner {
     pub(crate) peak_deferred: AtomicU64,
     /// Refcount only: rmap walkers inside this address space (R6).
     pub(crate) rmap_walkers: AtomicU64,
-    /// Quarantine builds: released tables, poisoned, kept until drop.
-    pub(crate) quarantine: PhaseLock<Vec<TablePtr>>,
-    /// PerVma only: the VMA index, the per-VMA locks and RCU.
+    /// The address space's RCU, through which every strategy's unlinked
+    /// tables are finally released (R10); under PerVma and SplitPerVma
+    /// also the VMA index and the per-VMA locks.
     pub(crate) pervma: PerVma,
 }
 
@@ -217,12 +216,10 @@ impl Mm {
             live: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(1)],
             allocs: AtomicU64::new(1),
             releases: AtomicU64::new(0),
-            freed: AtomicU64::new(0),
             deferred: new_lock(Vec::new()),
             deferred_len: AtomicU64::new(0),
             peak_deferred: AtomicU64::new(0),
             rmap_walkers: AtomicU64::new(0),
-            quarantine: new_lock(Vec::new()),
             pervma: PerVma::new(),
         });
         Mm { inner }

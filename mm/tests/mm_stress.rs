@@ -60,7 +60,7 @@ fn private_op(mm: &Mm, sh: &mut Shadow, rng: &mut Rng) {
     let p = rng.below(PRIV_PAGES);
     let n = 1 + rng.below(96).min(PRIV_PAGES - p - 1);
     let addr = sh.base + p * PAGE_SIZE;
-    match rng.below(12) {
+    match rng.below(13) {
         0..=4 => {
             let w = rng.below(2) == 0;
             let r = mm.fault(addr, w);
@@ -128,6 +128,17 @@ fn private_op(mm: &Mm, sh: &mut Shadow, rng: &mut Rng) {
                 }
             }
         }
+        12 => {
+            // Lockless: in a region no other thread touches, it sees exactly
+            // the shadow's frames (the writable ones, for a write).
+            let w = rng.below(2) == 0;
+            let got = mm.gup_fast(addr, n * PAGE_SIZE, w).unwrap();
+            for (i, f) in got.into_iter().enumerate() {
+                let q = p + i as u64;
+                let want = sh.frames.get(&q).copied().filter(|_| !w || sh.writable[q as usize]);
+                assert_eq!(f, want, "GUP-fast at page {q} of the private region");
+            }
+        }
         10 => {
             mm.munmap(addr, n * PAGE_SIZE).unwrap();
             for q in p..p + n {
@@ -161,7 +172,7 @@ fn private_op(mm: &Mm, sh: &mut Shadow, rng: &mut Rng) {
 fn shared_op(mm: &Mm, files: &[Arc<File>; 2], far: u64, rng: &mut Rng, changes: &AtomicU64) {
     if rng.below(3) == 0 {
         let span = HOT + rng.below(HOT_SPANS) * PMD_SIZE;
-        match rng.below(4) {
+        match rng.below(5) {
             0 => {
                 mm.madvise_dontneed(span, PMD_SIZE).unwrap();
             }
@@ -177,6 +188,14 @@ fn shared_op(mm: &Mm, files: &[Arc<File>; 2], far: u64, rng: &mut Rng, changes: 
                     );
                     changes.fetch_add(1, Ordering::Relaxed);
                 }
+            }
+            2 => {
+                // Lockless, beside zaps that free the tables it reads, and
+                // beside munmaps of far regions, which free PMD and PUD
+                // tables (quarantine: it must never read a released one).
+                mm.gup_fast(span, PMD_SIZE, false).unwrap();
+                let other = FAR + rng.below(THREADS as u64) * PUD_SIZE;
+                mm.gup_fast(other, 512 * PAGE_SIZE, true).unwrap();
             }
             _ => {
                 for _ in 0..4 {
