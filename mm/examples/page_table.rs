@@ -18,6 +18,8 @@
 //!   same address space.
 //! * fault storm, VMA per thread: as the disjoint storm, each thread in its
 //!   own VMA.
+//! * GUP-fast beside zaps: two threads fault + DONTNEED while a third walks
+//!   one random page at a time with no lock (`Mm::gup_fast`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -224,6 +226,36 @@ fn walks_during_faults(s: Strategy) -> (f64, f64, u64, u64, u64) {
     (mops(faults.load(Ordering::Relaxed), d), walks as f64 / d.as_secs_f64() / 1e3, changed, walks, peak_deferred_kb)
 }
 
+/// Lockless GUP-fast walks of one page, M/s, while two threads fault +
+/// DONTNEED 2 MiB chunks of the same 128 MiB (freeing their tables where
+/// the strategy does).
+fn gup_fast_beside_zaps(s: Strategy) -> f64 {
+    let frames = FrameAllocator::new();
+    let mm = Mm::new(s, &frames);
+    mm.mmap(BASE, 64 * PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    let stop = AtomicBool::new(false);
+    let faults = AtomicU64::new(0);
+    let mut walks = 0u64;
+    let start = Instant::now();
+    std::thread::scope(|sc| {
+        for t in 0..2u64 {
+            let (mm, stop, faults) = (&mm, &stop, &faults);
+            sc.spawn(move || fault_and_dontneed(mm, t, stop, faults));
+        }
+        let mut x = 1u64;
+        while start.elapsed() < Duration::from_millis(1500) {
+            for _ in 0..256 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let page = (x >> 33) % (64 * 512);
+                std::hint::black_box(mm.gup_fast(BASE + page * PAGE_SIZE, PAGE_SIZE, true).unwrap());
+            }
+            walks += 256;
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    mops(walks, start.elapsed())
+}
+
 /// What `faults_beside_vma_churn` measures.
 #[derive(Clone, Copy)]
 struct VmaChurn {
@@ -422,6 +454,8 @@ fn main() {
     let punch: Vec<_> = Strategy::ALL.into_iter().map(punch_during_faults).collect();
     row("faults beside rmap punch-holes (M/s)", core::array::from_fn(|i| punch[i].0), 2);
     row("rmap punch-holes of 2 MiB (k/s)", core::array::from_fn(|i| punch[i].1), 1);
+    let gup_fast: Vec<_> = Strategy::ALL.into_iter().map(gup_fast_beside_zaps).collect();
+    row("GUP-fast walks beside zaps (M/s)", core::array::from_fn(|i| gup_fast[i]), 2);
     let vma_churn: Vec<_> = Strategy::ALL.into_iter().map(faults_beside_vma_churn).collect();
     row("faults beside VMA churn (M/s)", core::array::from_fn(|i| vma_churn[i].faults), 2);
     row("VMA churn beside faults (k/s)", core::array::from_fn(|i| vma_churn[i].churns), 2);

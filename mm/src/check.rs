@@ -139,7 +139,7 @@ impl Mm {
         if live != counts {
             fail(format!("table counters {live:?} but the tree holds {counts:?}"));
         }
-        // PerVma's RCU callbacks may still be releasing tables: both sides
+        // RCU callbacks may still be releasing tables (R10): both sides
         // count every table handed to them, released or not, instead.
         let allocated = m.allocs.load(Ordering::Relaxed) - m.releases.load(Ordering::Relaxed);
         let held = counts.iter().sum::<u64>() + m.deferred_len.load(Ordering::Relaxed) + m.pervma.queued();

@@ -1,4 +1,4 @@
-//! The page-table freeing protocol, rules R1–R8 of the crate docs, in one
+//! The page-table freeing protocol, rules R1–R10 of the crate docs, in one
 //! place, to be read against them:
 //!
 //! * R1 (upper levels): `free_tables` (munmap) and `unlink_upper`;
@@ -14,7 +14,9 @@
 //! * R7 (VMAs under Split) is a lock rule: `holds.rs`;
 //! * R9 (SplitPerVma): `defer` onto the owning VMA's list and
 //!   `reclaim_node`; which tables a zapper may unlink is `zap_slot`'s
-//!   (`walk.rs`), and the per-VMA locks are `splitvma.rs`.
+//!   (`walk.rs`), and the per-VMA locks are `splitvma.rs`;
+//! * R10 (lockless walkers): `release_tables` hands every released table to
+//!   an RCU callback (`pervma.rs`).
 //!
 //! Also here: tables allocated but never published (`release_unpublished`)
 //! and freeing everything when the address space drops.

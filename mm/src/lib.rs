@@ -21,8 +21,8 @@
 //! * Operations: [`Mm::mmap`], [`Mm::munmap`], [`Mm::fault`],
 //!   [`Mm::madvise_dontneed`], [`File::punch_hole`], [`Mm::mprotect`],
 //!   [`Mm::gup`] (fully locked walk), [`Mm::walk_semilocked`] /
-//!   [`Mm::semi_locked`] (hmm-style walk), [`Mm::collapse`] and
-//!   [`Mm::stats`]. Every one returns [`MmResult`]; bad input (unaligned or
+//!   [`Mm::semi_locked`] (hmm-style walk), [`Mm::gup_fast`] (lockless
+//!   walk), [`Mm::collapse`] and [`Mm::stats`]. Every one returns [`MmResult`]; bad input (unaligned or
 //!   empty ranges, non-canonical or kernel-half addresses, faults outside any
 //!   VMA, writes to read-only mappings) is an [`MmError`], never a panic.
 //!
@@ -61,6 +61,7 @@
 //! | DONTNEED               | mmap R + PTLs, no free   | mmap R + ref + PTLs, frees    | PT intent + PTLs, frees                | as a fault; frees whole 2 MiB spans (RCU)    | as a fault; frees tables inside the VMA            |
 //! | punch-hole (rmap)      | i_mmap R + PTLs, no free | i_mmap R + ref + PTLs, frees  | i_mmap R + PT intent + PTLs, frees     | i_mmap R + RCU + PTLs, no free               | i_mmap R + each VMA's PT intent + PTLs, frees (R9) |
 //! | semi-locked walk       | mmap R                   | mmap R + ref                  | PT read                                | mmap R + RCU                                 | mmap R + every VMA's PT read                       |
+//! | GUP-fast (lockless)    | RCU                      | RCU                           | RCU                                    | RCU                                          | RCU                                                |
 //! | mprotect               | mmap W + PTLs            | mmap W + ref + PTLs           | VMA W + PT write + PTLs                | mmap W + VMA W (each VMA replaced) + PTLs    | mmap W + PT W of the VMAs replaced and new + PTLs  |
 //! | collapse (→ huge leaf) | mmap W + PTLs            | mmap W + PTLs                 | PT write + PTLs                        | mmap W + VMA W + PTLs, frees (RCU)           | its VMA's PT W + PTLs, frees                       |
 //! | mmap                   | mmap W                   | mmap W                        | VMA W + PT write (to publish)          | mmap W (new VMAs write-locked until it ends) | mmap W + PT W of the VMAs new and replaced         |
@@ -100,7 +101,7 @@
 //! The race people study: an intent-mode walker (a fault) has read a PMD
 //! entry pointing at PTE table T and is about to lock T's PTL, while a
 //! concurrent intent-mode zapper empties T and wants to free it; a third
-//! thread walks semi-locked. The protocol, in nine rules:
+//! thread walks semi-locked. The protocol, in ten rules:
 //!
 //! * **R1 (upper levels).** PUD and PMD tables are freed only by `munmap`,
 //!   under the VMA lock for write (Split: and the page-table lock for
@@ -199,6 +200,20 @@
 //!      node, and no thread holds a node's write lock while it waits for
 //!      `i_mmap`, so no cycle of waits forms.
 //!
+//! * **R10 (lockless walkers: GUP-fast).** The seed thread's third way to
+//!   read page tables holds no lock: the kernel's GUP-fast disables
+//!   interrupts, which holds off the TLB-flush IPI or the RCU grace period
+//!   that table freeing waits for. Here it holds an RCU read-side section.
+//!   Under every strategy, and at every level, a table is released only
+//!   by an RCU callback queued after its strategy's own grace period
+//!   (R4, R8, R9) has passed. So a walker that read a pointer inside its
+//!   section reads allocated memory until the section ends; it may read a
+//!   table that is being unlinked, never a released one. Under Split
+//!   the phase change alone cannot be this walker's grace period, since it
+//!   holds no phase: the RCU callback after it is. The cost is one
+//!   callback per batch of tables released (per table under PerVma), and
+//!   tables stay allocated one grace period longer.
+//!
 //! **Why the race is safe (Split).** Let fault F and zapper Z both hold
 //! intent, F having read PMD entry `e` → T.
 //!
@@ -246,7 +261,10 @@
 //!   (a DONTNEED of one VMA that empties a table a fault in the next VMA is
 //!   entering); letting a zapper free a table its VMA does not contain
 //!   makes that model fail, and releasing a VMA's tables without its read
-//!   mode, or dropping the recheck, fails the fault-and-zap models.
+//!   mode, or dropping the recheck, fails the fault-and-zap models. A
+//!   GUP-fast walk racing a DONTNEED or an `munmap` that frees the tables
+//!   it reads, on every strategy, fails as soon as the walk leaves out its
+//!   RCU section (R10).
 //! * **Stress** (`mm/tests/mm_stress.rs`): 16 threads on every strategy, two
 //!   address spaces sharing two files, every operation; then the invariants
 //!   ([`Mm::check_invariants`]) and per-thread shadow models. The same two
@@ -268,7 +286,8 @@
 //! * `space.rs`: [`Mm`], its shared state, and what it reports;
 //! * `holds.rs`: the locks each operation holds, per strategy;
 //! * `free.rs`: the freeing protocol, R1–R7 above, in one file, with R9's
-//!   per-VMA lists (R8 is `pervma.rs`);
+//!   per-VMA lists and R10's hand-over to RCU (R8 is `pervma.rs`, which
+//!   also holds the RCU callbacks that release tables);
 //! * `walk.rs`: walks — the semi-locked walk and the per-slot work of
 //!   faults, zaps, mprotect and the rmap zap;
 //! * `ops.rs`: the public operations; `check.rs`: the invariant checks.

@@ -475,13 +475,13 @@ impl Mm {
     /// Page-table statistics. Deferred tables are released first wherever
     /// a grace period can be had without waiting (as after a DONTNEED: the
     /// VMA lock for write under Classic and Refcount, with no rmap walker
-    /// inside for Refcount; the page-table lock for read under Split, which
-    /// `stats` holds while it counts; under PerVma, RCU grace periods, for
-    /// which it retries a few thousand times, yielding). So at rest, with
-    /// no other thread in the address space, `deferred_tables` is 0 for
-    /// every strategy — under PerVma, unless another thread of the process
-    /// stays inside a crossbeam-epoch section all that while, as the
-    /// collector is global.
+    /// inside for Refcount; the page-table lock for read under Split, and
+    /// every VMA's under SplitPerVma, which `stats` holds while it counts),
+    /// then the RCU callbacks that release them (R10), for which it retries
+    /// a few thousand times, yielding. So at rest, with no other thread in
+    /// the address space, `deferred_tables` is 0 for every strategy, unless
+    /// another thread of the process stays inside a crossbeam-epoch section
+    /// all that while, as the collector is global.
     ///
     /// ```
     /// use phase_lock_mm::*;

@@ -21,7 +21,9 @@
 //! * **Page tables** unlinked under this strategy are released by an RCU
 //!   callback (`RcuTables`), so a walker inside a read-side section that
 //!   read a PMD entry may still lock the table it points at and recheck the
-//!   entry (R3).
+//!   entry (R3). Every other strategy's tables also end here, once their
+//!   own grace period has passed, for the sake of lockless walkers (R10):
+//!   the RCU and `RcuTables` of this struct serve every strategy.
 //!
 //! Where the model departs from the kernel: VMA nodes are reference-counted
 //! (`Arc`) instead of `SLAB_TYPESAFE_BY_RCU`, so a node found under RCU is
@@ -206,10 +208,12 @@ impl Drop for VmaRead<'_> {
     }
 }
 
-/// Page tables waiting for, and released by, RCU callbacks. Shared with
-/// the callbacks, which may run after the address space is gone.
+/// Page tables waiting for, and released by, RCU callbacks (every
+/// strategy's: R10). Shared with the callbacks, which may run after the
+/// address space is gone.
 struct RcuTables {
-    /// Handed to [`PerVma::free_table`]: changes only inside operations,
+    /// Handed to [`PerVma::free_table`] and [`PerVma::free_tables`]:
+    /// changes only inside operations,
     /// so that at rest `queued` is exact while callbacks still run.
     queued: AtomicU64,
     /// Released by a callback (never more than `queued`).
