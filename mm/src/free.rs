@@ -386,7 +386,7 @@ impl MmInner {
                     unsafe { self.reclaim_locked() };
                 }
             }
-            Strategy::PerVma => {}
+            Strategy::PerVma => self.pervma.expedite(),
             Strategy::Refcount | Strategy::Classic => {
                 let _h = Held::take(Class::Vma);
                 if let Some(_g) = self.vmas.try_write() {
@@ -395,8 +395,9 @@ impl MmInner {
                 }
             }
         }
-        // The RCU callbacks that release them (R10), if they can run now.
-        self.pervma.expedite();
+        // The other strategies' RCU callbacks (R10) run as later ones are
+        // queued, or in `stats`: trying to end a grace period after every
+        // DONTNEED would make the zappers contend on the global epoch.
     }
 
     /// Unlinks the empty table at `parent[i]` (a PUD or PMD table) under the
