@@ -361,3 +361,54 @@ fn per_vma_gup_fast_vs_zap() {
 fn split_per_vma_gup_fast_vs_zap() {
     gup_fast_vs_free(Strategy::SplitPerVma, false);
 }
+
+/// `mremap` of a file mapping ‖ a punch-hole of its one mapped page. The
+/// move holds `i_mmap` for write throughout (R11), so the punch-hole's
+/// rmap walk finds the entry at its old address or at its new one, never
+/// in between: afterwards no entry maps a page the cache dropped
+/// (`check_invariants`), and the page, if still mapped, is the cache's.
+fn mremap_vs_punch(strategy: Strategy) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.max_branches = 100_000;
+    builder.check(move || {
+        let frames = FrameAllocator::new();
+        let file = File::new(&frames);
+        let mm = Arc::new(Mm::new(strategy, &frames));
+        let to = BASE + PMD_SIZE; // another table (under loom a table has 8 entries)
+        mm.mmap(BASE, 2 * PAGE_SIZE, Prot::Read, Backing::File { file: file.clone(), pgoff: 0 }).unwrap();
+        mm.fault(BASE, false).unwrap();
+        let m = mm.clone();
+        let mover = thread::spawn(move || m.mremap(BASE, 2 * PAGE_SIZE, to).unwrap());
+        let f = file.clone();
+        let puncher = thread::spawn(move || f.punch_hole(0, PAGE_SIZE).unwrap());
+        mover.join().unwrap();
+        let cleared = puncher.join().unwrap();
+        assert_eq!(cleared, 1, "the punch-hole missed the entry");
+        mm.check_invariants().unwrap();
+        assert_eq!(mm.walk_semilocked(to, 2 * PAGE_SIZE).unwrap(), vec![None, None]);
+        assert_eq!(mm.stats().deferred_tables, 0);
+    });
+}
+
+/// Split: mremap ‖ punch-hole (the move under the page-table lock for
+/// write, the rmap walk in intent mode).
+#[test]
+fn split_mremap_vs_punch() {
+    mremap_vs_punch(Strategy::Split);
+}
+
+/// SplitPerVma: mremap (the moved VMA's lock for write) ‖ punch-hole (the
+/// VMA's lock in intent mode, found under RCU).
+#[test]
+fn split_per_vma_mremap_vs_punch() {
+    mremap_vs_punch(Strategy::SplitPerVma);
+}
+
+/// Classic: mremap ‖ punch-hole (PTLs only, under `i_mmap`).
+#[test]
+fn classic_mremap_vs_punch() {
+    mremap_vs_punch(Strategy::Classic);
+}

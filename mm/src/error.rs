@@ -78,6 +78,12 @@ pub enum MmError {
         /// The start of the 2 MiB span.
         addr: u64,
     },
+    /// An `mremap` of a range that more than one VMA covers (the kernel
+    /// moves part of one VMA at a time).
+    MultipleVmas {
+        /// Where the second VMA begins.
+        addr: u64,
+    },
 }
 
 impl fmt::Display for MmError {
@@ -96,6 +102,7 @@ impl fmt::Display for MmError {
             }
             MmError::TooLarge { len } => write!(f, "a walk of {len:#x} bytes is too large"),
             MmError::Busy { addr } => write!(f, "the PTE table at {addr:#x} is in use"),
+            MmError::MultipleVmas { addr } => write!(f, "the range continues into another mapping at {addr:#x}"),
         }
     }
 }

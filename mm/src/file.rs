@@ -218,10 +218,29 @@ impl File {
 
     /// Replaces this address space's rmap entries with `entries`.
     pub(crate) fn set_rmap(&self, mm_id: u64, entries: Vec<RmapEntry>) {
+        let mut rmap = self.lock_rmap();
+        rmap.set(mm_id, entries);
+    }
+
+    /// `i_mmap` for write, held until the returned guard drops (mremap
+    /// holds it across its move of the entries).
+    pub(crate) fn lock_rmap(&self) -> RmapWrite<'_> {
         let _h = Held::take(Class::IMmap);
-        let mut rmap = self.i_mmap.write();
-        rmap.retain(|e| e.mm_id != mm_id && e.mm.strong_count() != 0);
-        rmap.extend(entries);
+        RmapWrite { rmap: self.i_mmap.write(), _h }
+    }
+}
+
+/// A file's `i_mmap`, held for write.
+pub(crate) struct RmapWrite<'a> {
+    rmap: phase_lock::WriteGuard<'a, Vec<RmapEntry>>,
+    _h: Held,
+}
+
+impl RmapWrite<'_> {
+    /// Replaces address space `mm_id`'s entries (and drops dead ones).
+    pub(crate) fn set(&mut self, mm_id: u64, entries: Vec<RmapEntry>) {
+        self.rmap.retain(|e| e.mm_id != mm_id && e.mm.strong_count() != 0);
+        self.rmap.extend(entries);
     }
 }
 

@@ -18,7 +18,7 @@
 //! * A [`File`] has a page cache and an rmap (`i_mmap`): the list of
 //!   (address space, VMA range, offset) that map it. [`File::punch_hole`]
 //!   reaches every address space through it without taking any VMA lock.
-//! * Operations: [`Mm::mmap`], [`Mm::munmap`], [`Mm::fault`],
+//! * Operations: [`Mm::mmap`], [`Mm::munmap`], [`Mm::mremap`], [`Mm::fault`],
 //!   [`Mm::madvise_dontneed`], [`File::punch_hole`], [`Mm::mprotect`],
 //!   [`Mm::gup`] (fully locked walk), [`Mm::walk_semilocked`] /
 //!   [`Mm::semi_locked`] (hmm-style walk), [`Mm::gup_fast`] (lockless
@@ -66,8 +66,9 @@
 //! | collapse (→ huge leaf) | mmap W + PTLs            | mmap W + PTLs                 | PT write + PTLs                        | mmap W + VMA W + PTLs, frees (RCU)           | its VMA's PT W + PTLs, frees                       |
 //! | mmap                   | mmap W                   | mmap W                        | VMA W + PT write (to publish)          | mmap W (new VMAs write-locked until it ends) | mmap W + PT W of the VMAs new and replaced         |
 //! | munmap (frees tables)  | mmap W + PTLs            | mmap W + PTLs                 | VMA W + PT write + PTLs                | mmap W + VMA W + PTLs, frees (RCU)           | mmap W (removed VMAs' PT W to detach) + PTLs, frees |
+//! | mremap (moves entries) | mmap W + i_mmap W + PTLs | mmap W + i_mmap W + ref + PTLs | VMA W + i_mmap W + PT write + PTLs    | mmap W + i_mmap W + VMA W + PTLs             | mmap W + i_mmap W + PT W of the VMAs moved + PTLs  |
 //!
-//! ("mmap" is the VMA lock, which under Classic, Refcount and PerVma is the
+//! (`i_mmap W` only for a file mapping. "mmap" is the VMA lock, which under Classic, Refcount and PerVma is the
 //! whole mmap lock; "PT" is Split's page-table `PhaseLock`; "ref" is a
 //! reference on each PTE table used: an increment and a decrement; "VMA
 //! R/W" is PerVma's per-VMA lock; "RCU" a read-side section; "its VMA's
@@ -101,7 +102,7 @@
 //! The race people study: an intent-mode walker (a fault) has read a PMD
 //! entry pointing at PTE table T and is about to lock T's PTL, while a
 //! concurrent intent-mode zapper empties T and wants to free it; a third
-//! thread walks semi-locked. The protocol, in ten rules:
+//! thread walks semi-locked. The protocol, in eleven rules:
 //!
 //! * **R1 (upper levels).** PUD and PMD tables are freed only by `munmap`,
 //!   under the VMA lock for write (Split: and the page-table lock for
@@ -214,6 +215,21 @@
 //!   callback per batch of tables released (per table under PerVma), and
 //!   tables stay allocated one grace period longer.
 //!
+//! * **R11 (`mremap`: the VMAs and the entries change together).**
+//!   [`Mm::mremap`] holds what a layout change holds (the VMA lock for
+//!   write; Split: the page-table lock for write; PerVma and SplitPerVma:
+//!   the write locks of the VMAs it replaces and creates), so no fault,
+//!   zap or semi-locked walk of the old or the new range runs beside it.
+//!   For a file mapping it also holds `i_mmap` for write from before it
+//!   publishes the new VMAs until the rmap lists them, as the kernel holds
+//!   the rmap locks across `move_ptes`. Without that, a punch-hole could
+//!   zap the new range before an entry arrives there and the old range
+//!   after it left, and miss it. Each entry is cleared under the old
+//!   table's PTL, then installed under the new table's PTL, one PTL at a
+//!   time. Tables the old range no longer needs are freed as `munmap`
+//!   frees them (R1, R5, R9.4). A GUP-fast walk may miss an entry in
+//!   transit, which a lockless walk may always do.
+//!
 //! **Why the race is safe (Split).** Let fault F and zapper Z both hold
 //! intent, F having read PMD entry `e` → T.
 //!
@@ -264,7 +280,9 @@
 //!   mode, or dropping the recheck, fails the fault-and-zap models. A
 //!   GUP-fast walk racing a DONTNEED or an `munmap` that frees the tables
 //!   it reads, on every strategy, fails as soon as the walk leaves out its
-//!   RCU section (R10).
+//!   RCU section (R10). An `mremap` of a file mapping racing a punch-hole
+//!   of its page fails (the punch-hole misses the entry) as soon as the
+//!   move stops holding `i_mmap` for write (R11).
 //! * **Stress** (`mm/tests/mm_stress.rs`): 16 threads on every strategy, two
 //!   address spaces sharing two files, every operation; then the invariants
 //!   ([`Mm::check_invariants`]) and per-thread shadow models. The same two
@@ -290,6 +308,7 @@
 //!   also holds the RCU callbacks that release tables);
 //! * `walk.rs`: walks — the semi-locked walk and the per-slot work of
 //!   faults, zaps, mprotect and the rmap zap;
+//! * `mremap.rs`: `mremap`, which moves entries table to table (R11);
 //! * `ops.rs`: the public operations; `check.rs`: the invariant checks.
 //!
 //! # The PTL
@@ -307,6 +326,7 @@ mod frames;
 mod free;
 mod holds;
 mod lockorder;
+mod mremap;
 mod ops;
 pub mod pagetable;
 mod pervma;

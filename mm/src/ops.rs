@@ -574,16 +574,19 @@ impl MmInner {
     /// Rebuilds this address space's entries in `file`'s rmap from the VMA
     /// tree. Called under the VMA lock for write.
     pub(crate) fn sync_rmap(&self, vmas: &VmaTree, file: &Arc<File>) {
-        let entries = vmas
-            .iter()
+        file.set_rmap(self.id(), self.rmap_entries(vmas, file));
+    }
+
+    /// This address space's rmap entries for `file`, from the VMA tree.
+    pub(crate) fn rmap_entries(&self, vmas: &VmaTree, file: &Arc<File>) -> Vec<RmapEntry> {
+        vmas.iter()
             .filter_map(|v| match &v.backing {
                 Backing::File { file: f, pgoff } if Arc::ptr_eq(f, file) => {
                     Some(RmapEntry { mm: self.me.clone(), mm_id: self.id(), start: v.start, end: v.end, pgoff: *pgoff })
                 }
                 _ => None,
             })
-            .collect();
-        file.set_rmap(self.id(), entries);
+            .collect()
     }
 }
 

@@ -352,3 +352,63 @@ fn stats_releases_what_a_busy_dontneed_left_deferred() {
     assert_eq!(rest.tables_freed, 1);
     assert_eq!(mm.check_invariants().map(|a| a.len()), Ok(0));
 }
+
+#[test]
+fn mremap_moves_entries_on_every_strategy() {
+    for s in Strategy::ALL {
+        let frames = FrameAllocator::new();
+        let f = File::new(&frames);
+        let mm = Mm::new(s, &frames);
+        // Anonymous: two spans' worth, one page in each table, and a huge leaf.
+        mm.mmap(BASE, 4 * MB2, Prot::ReadWrite, Backing::Anon).unwrap();
+        let a = mm.fault(BASE, true).unwrap();
+        let b = mm.fault(BASE + MB2 + 7 * PAGE_SIZE, true).unwrap();
+        mm.gup(BASE + 2 * MB2, MB2, true).unwrap();
+        mm.collapse(BASE + 2 * MB2).unwrap();
+        let huge = mm.mappings().into_iter().find(|m| m.huge()).expect("a huge leaf").pfn();
+        let to = BASE + 64 * MB2 + 3 * PAGE_SIZE; // not 2 MiB aligned: the leaf is split
+        mm.mremap(BASE, 3 * MB2, to).unwrap();
+        assert_eq!(mm.fault(BASE, false), Err(MmError::NotMapped { addr: BASE }), "{s}");
+        let got = mm.walk_semilocked(to, 3 * MB2).unwrap();
+        assert_eq!(got[0], Some(a), "{s}");
+        assert_eq!(got[512 + 7], Some(b), "{s}");
+        assert_eq!(got[1024 + 5], Some(huge + 5), "{s}: the huge leaf's frames moved");
+        assert_eq!(got.iter().filter(|e| e.is_some()).count(), 2 + 512, "{s}");
+        assert_eq!(mm.vmas().len(), 2, "{s}");
+        mm.check_invariants().unwrap();
+        // The old range's tables are gone but for the span still mapped.
+        mm.munmap(to, 3 * MB2).unwrap();
+        assert_eq!(mm.stats().tables[Level::Pte as usize], 0, "{s}");
+        // A file mapping keeps its page-cache frames at its offsets.
+        mm.mmap(BASE, 4 * PAGE_SIZE, Prot::Read, Backing::File { file: f.clone(), pgoff: 10 }).unwrap();
+        let p = mm.fault(BASE + 2 * PAGE_SIZE, false).unwrap();
+        mm.mremap(BASE + PAGE_SIZE, 3 * PAGE_SIZE, to).unwrap();
+        assert_eq!(mm.walk_semilocked(to, 2 * PAGE_SIZE).unwrap(), vec![None, Some(p)], "{s}");
+        assert_eq!(f.cached(12), Some(p));
+        assert_eq!(mm.fault(to + PAGE_SIZE, false), Ok(p), "{s}: refault finds the moved entry");
+        // A punch-hole reaches the moved mapping through the rmap.
+        assert_eq!(f.punch_hole(12 * PAGE_SIZE, PAGE_SIZE), Ok(1), "{s}");
+        mm.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn mremap_rejects_bad_input() {
+    for s in Strategy::ALL {
+        let mm = Mm::new(s, &FrameAllocator::new());
+        mm.mmap(BASE, 4 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+        mm.mmap(BASE + 4 * PAGE_SIZE, 4 * PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
+        mm.mmap(BASE + MB2, PAGE_SIZE, Prot::Read, Backing::Anon).unwrap();
+        let far = BASE + 16 * MB2;
+        assert_eq!(mm.mremap(BASE, 8 * PAGE_SIZE, far), Err(MmError::MultipleVmas { addr: BASE + 4 * PAGE_SIZE }));
+        assert_eq!(mm.mremap(BASE + MB2, 2 * PAGE_SIZE, far), Err(MmError::NotMapped { addr: BASE + MB2 + PAGE_SIZE }));
+        assert_eq!(mm.mremap(BASE + 2 * MB2, PAGE_SIZE, far), Err(MmError::NotMapped { addr: BASE + 2 * MB2 }));
+        assert_eq!(mm.mremap(BASE, PAGE_SIZE, BASE + MB2), Err(MmError::Overlap { addr: BASE + MB2 }));
+        assert_eq!(mm.mremap(BASE, 2 * PAGE_SIZE, BASE + PAGE_SIZE), Err(MmError::Overlap { addr: BASE + PAGE_SIZE }));
+        assert_eq!(mm.mremap(BASE + 1, PAGE_SIZE, far), Err(MmError::Unaligned { addr: BASE + 1 }));
+        assert_eq!(mm.mremap(BASE, 0, far), Err(MmError::ZeroLength));
+        assert!(mm.mremap(BASE, PAGE_SIZE, USER_END).is_err());
+        assert_eq!(mm.vmas().len(), 3, "{s}: a failed mremap changed the VMAs");
+        mm.check_invariants().unwrap();
+    }
+}

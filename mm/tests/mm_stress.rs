@@ -60,7 +60,7 @@ fn private_op(mm: &Mm, sh: &mut Shadow, rng: &mut Rng) {
     let p = rng.below(PRIV_PAGES);
     let n = 1 + rng.below(96).min(PRIV_PAGES - p - 1);
     let addr = sh.base + p * PAGE_SIZE;
-    match rng.below(13) {
+    match rng.below(14) {
         0..=4 => {
             let w = rng.below(2) == 0;
             let r = mm.fault(addr, w);
@@ -126,6 +126,25 @@ fn private_op(mm: &Mm, sh: &mut Shadow, rng: &mut Rng) {
                         assert_eq!(old, f);
                     }
                 }
+            }
+        }
+        13 => {
+            // Move a piece to the spare half of the thread's slot and back:
+            // the entries travel with their frames.
+            let spare = sh.base + (PRIV_PAGES + p) * PAGE_SIZE;
+            match mm.mremap(addr, n * PAGE_SIZE, spare) {
+                Ok(()) => {
+                    assert!(sh.all_mapped(p, n), "mremap of a range with holes");
+                    let got = mm.walk_semilocked(spare, n * PAGE_SIZE).unwrap();
+                    for (i, f) in got.into_iter().enumerate() {
+                        let q = p + i as u64;
+                        assert_eq!(f, sh.frames.get(&q).copied(), "mremap moved page {q} wrongly");
+                    }
+                    mm.mremap(spare, n * PAGE_SIZE, addr).unwrap();
+                }
+                Err(MmError::MultipleVmas { .. }) => {}
+                Err(MmError::NotMapped { .. }) => assert!(!sh.all_mapped(p, n)),
+                Err(e) => panic!("mremap: {e}"),
             }
         }
         12 => {
@@ -246,6 +265,18 @@ fn shared_op(mm: &Mm, files: &[Arc<File>; 2], far: u64, rng: &mut Rng, changes: 
                 mm.fault(far + k * 64 * PAGE_SIZE, true).unwrap();
             }
             mm.munmap(far, PMD_SIZE).unwrap();
+            // A file mapping moved while other threads punch the file and
+            // fault it elsewhere: the rmap must find every entry, before or
+            // after the move (quarantine catches a stale table).
+            let f = &files[which];
+            let pg = rng.below(FILE_PAGES - 64);
+            mm.mmap(far, 64 * PAGE_SIZE, Prot::Read, Backing::File { file: f.clone(), pgoff: pg }).unwrap();
+            for k in 0..8 {
+                mm.fault(far + k * 8 * PAGE_SIZE, false).unwrap();
+            }
+            let to = far + PMD_SIZE + rng.below(512) * PAGE_SIZE;
+            mm.mremap(far, 64 * PAGE_SIZE, to).unwrap();
+            mm.munmap(to, 64 * PAGE_SIZE).unwrap();
         }
     }
 }
