@@ -27,7 +27,7 @@ use crate::pagetable::DEAD;
 use crate::pagetable::next_boundary;
 use crate::pagetable::{ENTRIES, FILE, HUGE, Level, PGD_SIZE, PMD_SIZE, PUD_SIZE, PtlGuard, Table, TablePtr, index};
 use crate::pervma::VmaNode;
-use crate::space::MmInner;
+use crate::space::{DEFERRED_CAP, MmInner};
 use crate::strategy::Strategy;
 use crate::sync::{Ordering, fence};
 use crate::vma::VmaTree;
@@ -398,6 +398,62 @@ impl MmInner {
         // The other strategies' RCU callbacks (R10) run as later ones are
         // queued, or in `stats`: trying to end a grace period after every
         // DONTNEED would make the zappers contend on the global epoch.
+        self.wait_past_cap();
+    }
+
+    /// Past [`DEFERRED_CAP`] tables in a stage of freeing, waits for that
+    /// stage to end instead of trying for it (the bound of
+    /// `MmStats::peak_deferred_tables`). Called holding no lock.
+    fn wait_past_cap(&self) {
+        if self.deferred_len.load(Ordering::Relaxed) >= DEFERRED_CAP {
+            match self.strategy {
+                Strategy::Split => {
+                    let _h = Held::take(Class::PageTable);
+                    let _g = self.pt.read();
+                    // SAFETY: R4: read mode excludes every intent holder.
+                    unsafe { self.reclaim_locked() };
+                }
+                Strategy::SplitPerVma => {
+                    // The mmap lock for read keeps the index in place.
+                    let (_h, _vmas) = self.vma_read();
+                    let _p = Held::take(Class::PageTable);
+                    // SAFETY: under the mmap lock.
+                    for n in unsafe { self.pervma.current() }.nodes.values() {
+                        let empty = {
+                            let _h = Held::take(Class::Deferred);
+                            n.deferred.read().is_empty()
+                        };
+                        if !empty {
+                            let g = n.pt.lock_shared();
+                            // SAFETY: R9: read mode held.
+                            unsafe { self.reclaim_node(n) };
+                            // SAFETY: our read acquisition, released once.
+                            unsafe { n.pt.unlock_shared(g) };
+                        }
+                    }
+                }
+                Strategy::Classic | Strategy::Refcount => {
+                    // Refcount also needs a moment with no rmap walker (R6).
+                    for _ in 0..64 {
+                        {
+                            let _h = Held::take(Class::Vma);
+                            let _g = self.vmas.write();
+                            // SAFETY: the VMA lock is held for write.
+                            unsafe { self.reclaim_held_write() };
+                        }
+                        if self.deferred_len.load(Ordering::Relaxed) < DEFERRED_CAP {
+                            break;
+                        }
+                        crate::sync::spin_loop();
+                    }
+                }
+                // PerVma's tables go to RCU at once.
+                Strategy::PerVma => {}
+            }
+        }
+        if self.pervma.pending() >= DEFERRED_CAP {
+            self.pervma.settle();
+        }
     }
 
     /// Unlinks the empty table at `parent[i]` (a PUD or PMD table) under the

@@ -341,7 +341,7 @@ pub use error::{MAX_WALK_PAGES, MmError, MmResult};
 pub use file::File;
 pub use frames::FrameAllocator;
 pub use pagetable::{ENTRIES, Level, PAGE_SIZE, PMD_SIZE, PUD_SIZE, TABLE_BYTES, USER_END};
-pub use space::{Mapping, Mm, MmStats};
+pub use space::{DEFERRED_CAP, Mapping, Mm, MmStats};
 pub use strategy::Strategy;
 pub use vma::{Backing, Prot, Vma};
 pub use walk::SemiLocked;

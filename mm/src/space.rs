@@ -83,6 +83,22 @@ pub(crate) type VmaReadGuard<'a> = lock_api::RwLockReadGuard<'a, VmaLockRaw, Vma
 /// A write hold of the VMA lock.
 pub(crate) type VmaWriteGuard<'a> = lock_api::RwLockWriteGuard<'a, VmaLockRaw, VmaTree>;
 
+/// Tables that may wait in one stage of freeing before an operation that
+/// unlinks more waits for that stage to end instead of trying for it: the
+/// strategy's own grace period (R4, R9), then the RCU callback (R10).
+///
+/// So [`MmStats::peak_deferred_tables`] stays at most `2 × DEFERRED_CAP`
+/// plus the tables that operations still on their way to that check have
+/// unlinked (DONTNEED and punch-hole unlink at most one table per 2 MiB
+/// they zap), as long as no thread of the process stays inside an RCU
+/// read-side section (crossbeam's collector is global).
+///
+/// ```
+/// use phase_lock_mm::*;
+/// assert_eq!(DEFERRED_CAP * TABLE_BYTES / 1024, 520); // kB of tables per stage
+/// ```
+pub const DEFERRED_CAP: u64 = 128;
+
 /// Page-table statistics of an [`Mm`].
 ///
 /// ```
@@ -103,7 +119,7 @@ pub struct MmStats {
     pub deferred_tables: u64,
     /// The most tables that were unlinked and not yet released at once,
     /// since the address space was created: what a grace period costs in
-    /// memory under the workload that ran.
+    /// memory under the workload that ran. Bounded: see [`DEFERRED_CAP`].
     pub peak_deferred_tables: u64,
     /// Bytes held by page tables: linked plus deferred tables.
     pub page_table_bytes: u64,
