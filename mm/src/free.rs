@@ -414,22 +414,26 @@ impl MmInner {
                     unsafe { self.reclaim_locked() };
                 }
                 Strategy::SplitPerVma => {
-                    // The mmap lock for read keeps the index in place.
-                    let (_h, _vmas) = self.vma_read();
-                    let _p = Held::take(Class::PageTable);
-                    // SAFETY: under the mmap lock.
-                    for n in unsafe { self.pervma.current() }.nodes.values() {
-                        let empty = {
-                            let _h = Held::take(Class::Deferred);
-                            n.deferred.read().is_empty()
-                        };
-                        if !empty {
-                            let g = n.pt.lock_shared();
-                            // SAFETY: R9: read mode held.
-                            unsafe { self.reclaim_node(n) };
-                            // SAFETY: our read acquisition, released once.
-                            unsafe { n.pt.unlock_shared(g) };
-                        }
+                    // Not under the mmap lock, which would wait for layout
+                    // changes: the nodes with tables waiting, pinned.
+                    let waiting: Vec<_> = {
+                        let _rcu = self.pervma.rcu.read();
+                        let _h = Held::take(Class::Deferred);
+                        // SAFETY: inside `_rcu`.
+                        unsafe { self.pervma.current() }
+                            .nodes
+                            .values()
+                            .filter(|n| !n.deferred.read().is_empty())
+                            .cloned()
+                            .collect()
+                    };
+                    let _h = Held::take(Class::PageTable);
+                    for n in waiting {
+                        let g = n.pt.lock_shared();
+                        // SAFETY: R9: read mode held.
+                        unsafe { self.reclaim_node(&n) };
+                        // SAFETY: our read acquisition, released once.
+                        unsafe { n.pt.unlock_shared(g) };
                     }
                 }
                 Strategy::Classic | Strategy::Refcount => {

@@ -131,7 +131,9 @@
 //!   lock *is* the grace period. Classic: under the mmap lock for write.
 //!   Refcount: under the mmap lock for write with no rmap walker inside (R6).
 //!   PerVma: an RCU grace period (R8). SplitPerVma: the read or write mode
-//!   of the one VMA that contains the table's span (R9).
+//!   of the one VMA that contains the table's span (R9). An unlinker that
+//!   finds [`DEFERRED_CAP`] tables waiting stops trying for a grace period
+//!   and waits for one, which bounds the memory deferred.
 //! * **R5 (rmap walkers without mm locks).** Under Classic and Refcount,
 //!   punch-hole holds only `i_mmap`. `munmap` removes its range from the rmap
 //!   under `i_mmap` for write — which waits for every walker that found the
