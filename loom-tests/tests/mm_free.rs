@@ -18,21 +18,27 @@ use phase_lock_mm::*;
 
 const BASE: u64 = 0x4000_0000;
 
+/// A loom builder with the bound from `LOOM_MAX_PREEMPTIONS` (2 if unset).
+/// The checks after the joins walk whole tables (a load per entry); they
+/// run single-threaded, so they add branches but no interleavings.
+fn builder() -> loom::model::Builder {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.max_branches = 100_000;
+    builder
+}
+
 /// Fault at `BASE + 4 KiB` ‖ DONTNEED of the first two pages, which empties
 /// the table and so frees it where the strategy can ‖ a semi-locked walk of
 /// the same two pages (the main thread). The table starts with one entry, at
 /// `BASE`.
 fn fault_zap_walk(strategy: Strategy, walker: bool, bound: Option<usize>) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
+    let mut builder = builder();
     if bound.is_some() {
         builder.preemption_bound = bound;
     }
-    // The checks after the joins walk whole tables (512 loads each); they run
-    // single-threaded, so they add branches but no interleavings.
-    builder.max_branches = 100_000;
     builder.check(move || {
         let frames = FrameAllocator::new();
         let mm = Arc::new(Mm::new(strategy, &frames));
@@ -83,11 +89,7 @@ fn fault_zap_walk(strategy: Strategy, walker: bool, bound: Option<usize>) {
 /// The walker racing a fault followed by a zap (two threads), so that it
 /// sees the table before, between and after them.
 fn walk_vs_fault_then_zap(strategy: Strategy) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.max_branches = 100_000;
+    let builder = builder();
     builder.check(move || {
         let frames = FrameAllocator::new();
         let mm = Arc::new(Mm::new(strategy, &frames));
@@ -190,11 +192,7 @@ fn per_vma_walk_vs_fault_then_zap() {
 /// read-only VMA.
 #[test]
 fn per_vma_fault_vs_mprotect() {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.max_branches = 100_000;
+    let builder = builder();
     builder.check(|| {
         let frames = FrameAllocator::new();
         let mm = Arc::new(Mm::new(Strategy::PerVma, &frames));
@@ -244,11 +242,7 @@ fn split_per_vma_walk_vs_fault_then_zap() {
 /// a released table (quarantine panics).
 #[test]
 fn split_per_vma_free_across_vma_boundary() {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.max_branches = 100_000;
+    let builder = builder();
     builder.check(|| {
         let frames = FrameAllocator::new();
         let mm = Arc::new(Mm::new(Strategy::SplitPerVma, &frames));
@@ -287,11 +281,7 @@ fn split_per_vma_free_across_vma_boundary() {
 /// spawned threads: with the freer spawned and GUP-fast on the model's
 /// main thread, loom ran this model in a single interleaving.
 fn gup_fast_vs_free(strategy: Strategy, unmap: bool) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.max_branches = 100_000;
+    let builder = builder();
     builder.check(move || {
         let frames = FrameAllocator::new();
         let mm = Arc::new(Mm::new(strategy, &frames));
@@ -368,11 +358,7 @@ fn split_per_vma_gup_fast_vs_zap() {
 /// in between: afterwards no entry maps a page the cache dropped
 /// (`check_invariants`), and the page, if still mapped, is the cache's.
 fn mremap_vs_punch(strategy: Strategy) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.max_branches = 100_000;
+    let builder = builder();
     builder.check(move || {
         let frames = FrameAllocator::new();
         let file = File::new(&frames);

@@ -116,12 +116,7 @@ impl MmInner {
         let e = loop {
             match self.map_pte(pmd, idx, false, true) {
                 Pmd::None => return,
-                Pmd::Huge(h) => {
-                    let _g = pmd.lock(Class::PmdPtl);
-                    if pmd.load(idx, Ordering::Relaxed) == h {
-                        self.split_huge_locked(pmd, idx, h);
-                    }
-                }
+                Pmd::Huge(h) => self.split_huge(pmd, idx, h),
                 Pmd::Pte(p) => {
                     let i = index(from, Level::Pte);
                     // Relaxed: under the PTL.
@@ -143,12 +138,7 @@ impl MmInner {
                 Pmd::None => continue,
                 // The new range was empty, and no collapse can have made a
                 // leaf of a span it shares (its VMA is write-locked).
-                Pmd::Huge(h) => {
-                    let _g = pmd.lock(Class::PmdPtl);
-                    if pmd.load(idx, Ordering::Relaxed) == h {
-                        self.split_huge_locked(pmd, idx, h);
-                    }
-                }
+                Pmd::Huge(h) => self.split_huge(pmd, idx, h),
                 Pmd::Pte(p) => {
                     let i = index(to, Level::Pte);
                     debug_assert_eq!(p.t.load(i, Ordering::Relaxed), 0, "mremap onto a present entry");
@@ -157,6 +147,14 @@ impl MmInner {
                     return;
                 }
             }
+        }
+    }
+
+    /// Splits the huge leaf `h` at `pmd[idx]` if it is still there.
+    fn split_huge(&self, pmd: &crate::pagetable::Table, idx: usize, h: u64) {
+        let _g = pmd.lock(Class::PmdPtl);
+        if pmd.load(idx, Ordering::Relaxed) == h {
+            self.split_huge_locked(pmd, idx, h);
         }
     }
 }
