@@ -359,26 +359,7 @@ impl MmInner {
             return;
         }
         match self.strategy {
-            Strategy::SplitPerVma => {
-                let _rcu = self.pervma.rcu.read();
-                // SAFETY: inside `_rcu`.
-                for n in unsafe { self.pervma.current() }.nodes.values() {
-                    let empty = {
-                        let _h = Held::take(Class::Deferred);
-                        n.deferred.read().is_empty()
-                    };
-                    if empty {
-                        continue;
-                    }
-                    let _h = Held::take(Class::PageTable);
-                    if let Some(g) = n.pt.try_lock_shared() {
-                        // SAFETY: R9: read mode held.
-                        unsafe { self.reclaim_node(n) };
-                        // SAFETY: our read acquisition, released once.
-                        unsafe { n.pt.unlock_shared(g) };
-                    }
-                }
-            }
+            Strategy::SplitPerVma => self.reclaim_vmas(false),
             Strategy::Split => {
                 let _h = Held::take(Class::PageTable);
                 if let Some(_g) = self.pt.try_read() {
@@ -413,29 +394,7 @@ impl MmInner {
                     // SAFETY: R4: read mode excludes every intent holder.
                     unsafe { self.reclaim_locked() };
                 }
-                Strategy::SplitPerVma => {
-                    // Not under the mmap lock, which would wait for layout
-                    // changes: the nodes with tables waiting, pinned.
-                    let waiting: Vec<_> = {
-                        let _rcu = self.pervma.rcu.read();
-                        let _h = Held::take(Class::Deferred);
-                        // SAFETY: inside `_rcu`.
-                        unsafe { self.pervma.current() }
-                            .nodes
-                            .values()
-                            .filter(|n| !n.deferred.read().is_empty())
-                            .cloned()
-                            .collect()
-                    };
-                    let _h = Held::take(Class::PageTable);
-                    for n in waiting {
-                        let g = n.pt.lock_shared();
-                        // SAFETY: R9: read mode held.
-                        unsafe { self.reclaim_node(&n) };
-                        // SAFETY: our read acquisition, released once.
-                        unsafe { n.pt.unlock_shared(g) };
-                    }
-                }
+                Strategy::SplitPerVma => self.reclaim_vmas(true),
                 Strategy::Classic | Strategy::Refcount => {
                     // Refcount also needs a moment with no rmap walker (R6).
                     for _ in 0..64 {
@@ -457,6 +416,30 @@ impl MmInner {
         }
         if self.pervma.pending() >= DEFERRED_CAP {
             self.pervma.settle();
+        }
+    }
+
+    /// SplitPerVma: releases the tables of every VMA with some waiting,
+    /// taking each VMA's lock in read mode (R9): by a try-lock, or, with
+    /// `wait`, blocking. The VMAs are pinned under RCU and locked outside
+    /// it; not under the mmap lock, which would wait for layout changes.
+    /// Called holding no lock.
+    fn reclaim_vmas(&self, wait: bool) {
+        let waiting: Vec<_> = {
+            let _rcu = self.pervma.rcu.read();
+            let _h = Held::take(Class::Deferred);
+            // SAFETY: inside `_rcu`.
+            unsafe { self.pervma.current() }.nodes.values().filter(|n| !n.deferred.read().is_empty()).cloned().collect()
+        };
+        let _h = Held::take(Class::PageTable);
+        for n in waiting {
+            let held = if wait { Some(n.pt.lock_shared()) } else { n.pt.try_lock_shared() };
+            if let Some(g) = held {
+                // SAFETY: R9: read mode held.
+                unsafe { self.reclaim_node(&n) };
+                // SAFETY: our read acquisition, released once.
+                unsafe { n.pt.unlock_shared(g) };
+            }
         }
     }
 
