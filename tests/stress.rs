@@ -4,44 +4,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::SeqCst};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use common::{Rng, watchdog, work};
 use phase_lock::*;
-
-/// Holder counts per kind, kept by the test itself.
-#[derive(Default)]
-struct Holders {
-    read: AtomicI64,
-    intent: AtomicI64,
-    write: AtomicI64,
-}
-
-impl Holders {
-    /// Enters as `mine`, asserting that no other kind is inside and, for
-    /// write, that nobody else is.
-    fn enter(&self, mine: &AtomicI64, what: &str) {
-        let before = mine.fetch_add(1, SeqCst);
-        let (r, i, w) = (self.read.load(SeqCst), self.intent.load(SeqCst), self.write.load(SeqCst));
-        let others = [("read", r), ("intent", i), ("write", w)]
-            .into_iter()
-            .filter(|(name, n)| *n != 0 && !std::ptr::eq(mine, self.counter(name)))
-            .collect::<Vec<_>>();
-        assert!(others.is_empty(), "{what} entered while {others:?} held the lock");
-        if std::ptr::eq(mine, &self.write) {
-            assert_eq!(before, 0, "two writers at once");
-        }
-    }
-
-    fn counter(&self, name: &str) -> &AtomicI64 {
-        match name {
-            "read" => &self.read,
-            "intent" => &self.intent,
-            _ => &self.write,
-        }
-    }
-}
+use phase_lock_soak::{Holders, mixed_op};
 
 const THREADS: u64 = 16;
 const OPS_PER_THREAD: u64 = 20_000;
@@ -83,106 +50,7 @@ fn random_mix<const P: u32, const B: bool>() {
                 std::thread::spawn(move || {
                     let mut rng = Rng::new(t + 1);
                     for _ in 0..OPS_PER_THREAD {
-                        let hold = rng.below(40) as u32;
-                        let timeout = Duration::from_micros(rng.below(300));
-                        match rng.below(13) {
-                            0 | 1 => {
-                                let g = lock.read();
-                                holders.enter(&holders.read, "read");
-                                std::hint::black_box(*g);
-                                work(hold);
-                                holders.read.fetch_sub(1, SeqCst);
-                            }
-                            2 | 3 => {
-                                let g = lock.intent();
-                                holders.enter(&holders.intent, "intent");
-                                std::hint::black_box(*g);
-                                work(hold);
-                                holders.intent.fetch_sub(1, SeqCst);
-                            }
-                            4 => {
-                                let mut g = lock.write();
-                                holders.enter(&holders.write, "write");
-                                *g += 1;
-                                writes.fetch_add(1, SeqCst);
-                                work(hold);
-                                holders.write.fetch_sub(1, SeqCst);
-                            }
-                            5 => {
-                                if let Some(g) = lock.try_read() {
-                                    holders.enter(&holders.read, "try_read");
-                                    std::hint::black_box(*g);
-                                    holders.read.fetch_sub(1, SeqCst);
-                                }
-                            }
-                            6 => {
-                                if let Some(g) = lock.try_intent() {
-                                    holders.enter(&holders.intent, "try_intent");
-                                    std::hint::black_box(*g);
-                                    holders.intent.fetch_sub(1, SeqCst);
-                                }
-                            }
-                            7 => {
-                                if let Some(mut g) = lock.try_write() {
-                                    holders.enter(&holders.write, "try_write");
-                                    *g += 1;
-                                    writes.fetch_add(1, SeqCst);
-                                    holders.write.fetch_sub(1, SeqCst);
-                                }
-                            }
-                            8 => {
-                                if let Some(g) = lock.try_read_for(timeout) {
-                                    holders.enter(&holders.read, "try_read_for");
-                                    work(hold);
-                                    holders.read.fetch_sub(1, SeqCst);
-                                    drop(g);
-                                }
-                            }
-                            9 => {
-                                if let Some(g) = lock.try_intent_for(timeout) {
-                                    holders.enter(&holders.intent, "try_intent_for");
-                                    work(hold);
-                                    holders.intent.fetch_sub(1, SeqCst);
-                                    drop(g);
-                                }
-                            }
-                            10 => {
-                                if let Some(mut g) = lock.try_write_for(timeout) {
-                                    holders.enter(&holders.write, "try_write_for");
-                                    *g += 1;
-                                    writes.fetch_add(1, SeqCst);
-                                    holders.write.fetch_sub(1, SeqCst);
-                                }
-                            }
-                            11 => {
-                                let mut g = lock.write();
-                                holders.enter(&holders.write, "write before downgrade");
-                                *g += 1;
-                                writes.fetch_add(1, SeqCst);
-                                holders.write.fetch_sub(1, SeqCst);
-                                holders.read.fetch_add(1, SeqCst);
-                                let g = lock_api::RwLockWriteGuard::downgrade(g);
-                                assert_eq!(holders.write.load(SeqCst), 0);
-                                assert_eq!(holders.intent.load(SeqCst), 0);
-                                work(hold);
-                                holders.read.fetch_sub(1, SeqCst);
-                                drop(g);
-                            }
-                            _ => {
-                                let mut g = lock.write();
-                                holders.enter(&holders.write, "write before downgrade_to_intent");
-                                *g += 1;
-                                writes.fetch_add(1, SeqCst);
-                                holders.write.fetch_sub(1, SeqCst);
-                                holders.intent.fetch_add(1, SeqCst);
-                                let g = g.downgrade_to_intent();
-                                assert_eq!(holders.write.load(SeqCst), 0);
-                                assert_eq!(holders.read.load(SeqCst), 0);
-                                work(hold);
-                                holders.intent.fetch_sub(1, SeqCst);
-                                drop(g);
-                            }
-                        }
+                        mixed_op(&lock, &holders, &writes, &mut rng);
                     }
                 })
             })

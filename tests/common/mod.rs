@@ -26,29 +26,6 @@ pub fn watchdog<T: Send + 'static>(name: &str, secs: u64, f: impl FnOnce() -> T 
     }
 }
 
-/// A small, fast, seedable generator (xorshift64*), so runs are reproducible.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Burns a little CPU so that critical sections overlap.
-pub fn work(iterations: u32) {
-    for i in 0..iterations {
-        std::hint::black_box(i);
-    }
-}
+/// The soak's generator and busy loop (one copy, in `soak/src/lib.rs`).
+#[allow(unused_imports)] // not every test file uses both
+pub use phase_lock_soak::{Rng, work};
