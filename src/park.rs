@@ -23,7 +23,7 @@
 use std::time::Instant;
 
 use crate::sync::{AtomicU32, Ordering};
-#[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
+#[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
 use crate::sync::{Thread, current_thread};
 
 /// The waiter has neither slept nor been admitted.
@@ -83,7 +83,7 @@ impl SpinWait {
             return false;
         }
         self.counter += 1;
-        if cfg!(loom) || self.counter > self.spin_rounds {
+        if cfg!(phase_lock_loom) || self.counter > self.spin_rounds {
             crate::sync::yield_now();
         } else {
             let hints = if self.backoff { 1u32 << self.counter } else { 1 };
@@ -98,7 +98,7 @@ impl SpinWait {
 /// One waiter's wake-up channel. Lives on the waiter's stack.
 pub(crate) struct Parker {
     word: AtomicU32,
-    #[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
+    #[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
     thread: Thread,
 }
 
@@ -106,7 +106,7 @@ pub(crate) struct Parker {
 /// admitted (after that, the waiter's stack frame may be gone).
 pub(crate) struct Waker {
     word: *const AtomicU32,
-    #[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
+    #[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
     thread: Thread,
 }
 
@@ -135,7 +135,7 @@ impl Parker {
     pub(crate) fn new() -> Self {
         Parker {
             word: AtomicU32::new(WAITING),
-            #[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
+            #[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
             thread: current_thread(),
         }
     }
@@ -145,7 +145,7 @@ impl Parker {
     pub(crate) fn waker(&self) -> Waker {
         Waker {
             word: &self.word,
-            #[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
+            #[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
             thread: self.thread.clone(),
         }
     }
@@ -162,7 +162,7 @@ impl Parker {
             if let Some(woken) = woken(self.word.load(Ordering::Acquire)) {
                 return woken;
             }
-            if cfg!(loom) || !spin.spin() {
+            if cfg!(phase_lock_loom) || !spin.spin() {
                 break;
             }
         }
@@ -198,7 +198,7 @@ impl Parker {
     /// quarter of the calls return at once without sleeping.
     #[inline]
     fn sleep_or_return_spuriously(&self, deadline: Option<Instant>) -> bool {
-        #[cfg(all(not(loom), phase_lock_spurious_wakeups))]
+        #[cfg(all(not(phase_lock_loom), phase_lock_spurious_wakeups))]
         if spurious::now() {
             return deadline.is_none_or(|d| Instant::now() < d);
         }
@@ -207,7 +207,7 @@ impl Parker {
 
     /// Sleeps while the word is `PARKED`. Returns `false` if the deadline has
     /// passed; spurious returns are allowed.
-    #[cfg(all(not(loom), target_os = "linux", not(phase_lock_portable_parker)))]
+    #[cfg(all(not(phase_lock_loom), target_os = "linux", not(phase_lock_portable_parker)))]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         let timeout = match deadline {
             None => None,
@@ -221,7 +221,7 @@ impl Parker {
         true
     }
 
-    #[cfg(all(not(loom), any(not(target_os = "linux"), phase_lock_portable_parker)))]
+    #[cfg(all(not(phase_lock_loom), any(not(target_os = "linux"), phase_lock_portable_parker)))]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         match deadline {
             None => std::thread::park(),
@@ -237,7 +237,7 @@ impl Parker {
     /// loom has no clock: a timed wait gives the admitting thread one chance
     /// (a yield) and then times out, so the model explores both outcomes of
     /// the race between a deadline and a handoff.
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         if deadline.is_some() {
             crate::sync::yield_now();
@@ -251,7 +251,7 @@ impl Parker {
 /// Test mode (`RUSTFLAGS="--cfg phase_lock_spurious_wakeups"`): a quarter of
 /// the sleeps return at once, as a futex wait may on `EINTR` or an unrelated
 /// wake-up, so that the tests run every caller's recheck loop.
-#[cfg(all(not(loom), phase_lock_spurious_wakeups))]
+#[cfg(all(not(phase_lock_loom), phase_lock_spurious_wakeups))]
 mod spurious {
     use std::cell::Cell;
 
@@ -310,14 +310,14 @@ impl Waker {
             },
             Ordering::Release,
         );
-        #[cfg(all(not(loom), target_os = "linux", not(phase_lock_portable_parker)))]
+        #[cfg(all(not(phase_lock_loom), target_os = "linux", not(phase_lock_portable_parker)))]
         if prev == PARKED {
             // The address may already be reused by the time the kernel looks
             // at it; a private FUTEX_WAKE only hashes the address, and every
             // futex waiter tolerates spurious wake-ups.
             crate::park::futex::wake_one(self.word);
         }
-        #[cfg(any(loom, not(target_os = "linux"), phase_lock_portable_parker))]
+        #[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
         {
             let _ = prev;
             self.thread.unpark();
@@ -325,7 +325,7 @@ impl Waker {
     }
 }
 
-#[cfg(all(not(loom), target_os = "linux", not(phase_lock_portable_parker)))]
+#[cfg(all(not(phase_lock_loom), target_os = "linux", not(phase_lock_portable_parker)))]
 mod futex {
     //! The two futex operations, through `libc`.
     use std::time::Duration;

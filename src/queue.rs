@@ -258,13 +258,13 @@ pub(crate) struct WaitQueue {
 
 impl WaitQueue {
     /// An empty queue.
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     pub(crate) const fn new() -> Self {
         WaitQueue { anchor: crate::sync::const_ptr() }
     }
 
     /// An empty queue.
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     pub(crate) fn new() -> Self {
         WaitQueue { anchor: AtomicPtr::new(ptr::null_mut()) }
     }
@@ -331,7 +331,7 @@ impl WaitQueue {
     /// # Safety
     ///
     /// Queue lock held.
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(phase_lock_loom)))]
     pub(crate) unsafe fn counts(&self) -> [u64; 3] {
         // SAFETY: caller's contract.
         unsafe {
@@ -521,7 +521,7 @@ impl WaitQueue {
     /// # Safety
     ///
     /// Queue lock held.
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(phase_lock_loom)))]
     pub(crate) unsafe fn count(&self, kind: Kind, pool: Pool) -> u32 {
         // SAFETY: caller's contract.
         unsafe { self.with_books(|b| b.count[list_of(kind, pool)]) }

@@ -107,7 +107,7 @@ pub const DEFAULT_PATIENCE_US: u32 = 1000;
 /// # Under loom
 ///
 /// loom's atomics cannot be built in a `const` context, so with
-/// `--cfg loom` the `INIT` constant panics when used; build the lock with
+/// `--cfg phase_lock_loom` the `INIT` constant panics when used; build the lock with
 /// [`RawPatientLock::new`] and `lock_api::RwLock::from_raw`.
 pub struct RawPatientLock<const PATIENCE_US: u32, const BIAS: bool = true> {
     /// The state word (`state.rs`).
@@ -169,14 +169,14 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     /// let raw = RawPhaseLock::new();
     /// assert!(!raw.is_locked());
     /// ```
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     #[inline]
     pub const fn new() -> Self {
         RawPatientLock { state: crate::sync::const_u64(0), queue: WaitQueue::new() }
     }
 
     /// A new unlocked lock.
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     pub fn new() -> Self {
         RawPatientLock { state: AtomicU64::new(0), queue: WaitQueue::new() }
     }
@@ -247,7 +247,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
                 // (Not under loom, where each poll is one more branch to
                 // explore: the caller then queues, which models the same.)
                 let queue_busy = Self::PATIENT
-                    && !cfg!(loom)
+                    && !cfg!(phase_lock_loom)
                     && s & (QUEUE_LOCKED | STRICT) == QUEUE_LOCKED
                     && may_enter(kind, s & !QUEUE_LOCKED, true);
                 if queue_busy && polls < QUEUE_LOCK_POLLS {
@@ -385,15 +385,15 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     }
 
     /// Test hook: the state word.
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(phase_lock_loom)))]
     pub(crate) fn state_word(&self) -> u64 {
         self.state.load(Ordering::Relaxed)
     }
 
-    /// loom model hook (exists only under `--cfg loom`): biases this free
+    /// loom model hook (exists only under `--cfg phase_lock_loom`): biases this free
     /// lock toward read (`intent == false`) or intent, as a lock that has
     /// seen concurrency would be, so that a model starts from a biased phase.
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     #[doc(hidden)]
     pub fn bias_for_model(&self, intent: bool) {
         self.force_bias(if intent { Kind::Intent } else { Kind::Read });
@@ -401,7 +401,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
 
     /// Test hook: biases a free or `kind`-held lock toward `kind` (as
     /// `maybe_bias` would once it has seen concurrency), ignoring inhibition.
-    #[cfg(any(test, loom))]
+    #[cfg(any(test, phase_lock_loom))]
     pub(crate) fn force_bias(&self, kind: Kind) {
         let s = self.state.load(Ordering::Relaxed);
         assert!(s & !kind.holder_mask() == 0, "force_bias on a lock in state {s:#x}");
@@ -409,14 +409,14 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     }
 
     /// Test hook: a lock in a given state.
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(phase_lock_loom)))]
     pub(crate) const fn with_state(s: u64) -> Self {
         RawPatientLock { state: crate::sync::const_u64(s), queue: WaitQueue::new() }
     }
 
     /// Test hook: how many waiters of `kind` are queued in `pool` (either
     /// pool for `None`).
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(phase_lock_loom)))]
     pub(crate) fn queued_in(&self, kind: Kind, pool: Option<crate::queue::Pool>) -> u64 {
         self.lock_queue();
         // SAFETY: we hold the queue lock.
@@ -431,7 +431,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     }
 
     /// Test hook: how many waiters of `kind` are queued.
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(phase_lock_loom)))]
     pub(crate) fn queued(&self, kind: Kind) -> u64 {
         self.queued_in(kind, None)
     }
@@ -470,7 +470,7 @@ fn patience_check_due(patience: Duration) -> bool {
         c.set(c.get().wrapping_add(1));
         c.get()
     });
-    if cfg!(loom) || !calls.is_multiple_of(4) {
+    if cfg!(phase_lock_loom) || !calls.is_multiple_of(4) {
         return false;
     }
     let now = Instant::now();
@@ -517,7 +517,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> core::fmt::Debug for RawPatientLo
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(phase_lock_loom)))]
 mod tests {
     use super::*;
     use crate::RawIntent;

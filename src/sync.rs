@@ -1,21 +1,25 @@
 //! The one place that names `core::sync::atomic`, `std::thread` or `loom`.
 //!
 //! Every atomic, every spin hint and every thread handle used by the lock goes
-//! through this module, so that building with `RUSTFLAGS="--cfg loom"` swaps the
-//! whole crate onto loom's model-checked primitives (the pattern crossbeam and
-//! tokio use). Nothing else in the crate may import atomics directly.
+//! through this module, so that building with
+//! `RUSTFLAGS="--cfg phase_lock_loom"` swaps the whole crate onto loom's
+//! model-checked primitives (the pattern crossbeam and tokio use). Nothing
+//! else in the crate may import atomics directly. The cfg is namespaced, as
+//! crossbeam's `crossbeam_loom` is: a dependent that builds its own tests
+//! with `--cfg loom` (or `--cfg shuttle`) gets this crate unchanged, on
+//! std's atomics (CI checks it).
 
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 #[allow(unused_imports)]
 pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-#[cfg(loom)]
+#[cfg(phase_lock_loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 // Thread handles, used by the portable parker and by the loom parker.
-#[cfg(loom)]
+#[cfg(phase_lock_loom)]
 pub(crate) use loom::thread::{Thread, current as current_thread, park};
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 #[allow(unused_imports)]
 pub(crate) use std::thread::{Thread, current as current_thread, park_timeout};
 
@@ -25,18 +29,18 @@ pub(crate) use std::thread::{Thread, current as current_thread, park_timeout};
 /// unbounded number of identical iterations.
 #[inline]
 pub(crate) fn spin_loop() {
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     core::hint::spin_loop();
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     loom::thread::yield_now();
 }
 
 /// Gives the rest of this time slice to another runnable thread.
 #[inline]
 pub(crate) fn yield_now() {
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     std::thread::yield_now();
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     loom::thread::yield_now();
 }
 
@@ -45,13 +49,13 @@ pub(crate) fn yield_now() {
 /// loom's atomics cannot be built in `const` contexts, so under loom the
 /// `RawRwLock::INIT` constant is unavailable and the lock must be built with
 /// `RawPhaseLock::new()` instead (see `raw.rs`).
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 pub(crate) const fn const_u64(v: u64) -> AtomicU64 {
     AtomicU64::new(v)
 }
 
 /// See [`const_u64`].
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 pub(crate) const fn const_ptr<T>() -> AtomicPtr<T> {
     AtomicPtr::new(core::ptr::null_mut())
 }
@@ -61,9 +65,9 @@ pub(crate) const fn const_ptr<T>() -> AtomicPtr<T> {
 /// Outside loom it is a bare `UnsafeCell`; under loom it is loom's, which
 /// checks that every access is ordered by the queue lock as claimed.
 pub(crate) struct QCell<T> {
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     cell: core::cell::UnsafeCell<T>,
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     cell: loom::cell::UnsafeCell<T>,
 }
 
@@ -71,9 +75,9 @@ impl<T> QCell<T> {
     /// A new cell.
     pub(crate) fn new(v: T) -> Self {
         QCell {
-            #[cfg(not(loom))]
+            #[cfg(not(phase_lock_loom))]
             cell: core::cell::UnsafeCell::new(v),
-            #[cfg(loom)]
+            #[cfg(phase_lock_loom)]
             cell: loom::cell::UnsafeCell::new(v),
         }
     }
@@ -86,10 +90,10 @@ impl<T> QCell<T> {
     /// reach this cell again.
     #[inline]
     pub(crate) unsafe fn with_mut<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        #[cfg(not(loom))]
+        #[cfg(not(phase_lock_loom))]
         // SAFETY: exclusive access by the caller's contract.
         return f(unsafe { &mut *self.cell.get() });
-        #[cfg(loom)]
+        #[cfg(phase_lock_loom)]
         // SAFETY: exclusive access by the caller's contract.
         return self.cell.with_mut(|p| f(unsafe { &mut *p }));
     }
@@ -108,7 +112,7 @@ impl<T> QCell<T> {
 /// models catch.
 #[inline(always)]
 pub(crate) fn dekker_fence() {
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     loom::sync::atomic::fence(Ordering::SeqCst);
 }
 
@@ -121,12 +125,12 @@ pub(crate) fn dekker_fence() {
 /// explored execution.
 #[inline]
 pub(crate) fn thread_token() -> usize {
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     {
         std::thread_local! { static TOKEN: u8 = const { 0 }; }
         TOKEN.with(|t| t as *const u8 as usize)
     }
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     {
         // loom prints thread ids as `ThreadId(n)`; `n` is assigned in spawn
         // order, the same in every execution.
@@ -139,7 +143,7 @@ pub(crate) fn thread_token() -> usize {
 #[repr(align(128))]
 pub(crate) struct SlotTable<const N: usize>(pub(crate) [AtomicUsize; N]);
 
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 impl<const N: usize> SlotTable<N> {
     /// An empty table.
     pub(crate) const fn new() -> Self {
@@ -147,7 +151,7 @@ impl<const N: usize> SlotTable<N> {
     }
 }
 
-#[cfg(loom)]
+#[cfg(phase_lock_loom)]
 impl<const N: usize> SlotTable<N> {
     /// An empty table.
     pub(crate) fn new() -> Self {
@@ -160,13 +164,13 @@ impl<const N: usize> SlotTable<N> {
 /// it.
 macro_rules! slot_table {
     ($name:ident, $n:expr) => {
-        #[cfg(not(loom))]
+        #[cfg(not(phase_lock_loom))]
         #[inline(always)]
         fn $name() -> &'static $crate::sync::SlotTable<{ $n }> {
             static TABLE: $crate::sync::SlotTable<{ $n }> = $crate::sync::SlotTable::new();
             &TABLE
         }
-        #[cfg(loom)]
+        #[cfg(phase_lock_loom)]
         fn $name() -> &'static $crate::sync::SlotTable<{ $n }> {
             loom::lazy_static! {
                 static ref TABLE: $crate::sync::SlotTable<{ $n }> = $crate::sync::SlotTable::new();

@@ -1,10 +1,10 @@
 //! loom model checks for phase-lock live in `tests/`; run them with
-//! `RUSTFLAGS="--cfg loom" cargo test -p loom-tests --release`.
+//! `RUSTFLAGS="--cfg phase_lock_loom" cargo test -p loom-tests --release`.
 //!
 //! This library holds what the lock models share: the model runner with its
 //! default preemption bound, and the accessors of the protected cell through
 //! which loom checks every exclusion claim.
-#![cfg(loom)]
+#![cfg(phase_lock_loom)]
 
 use loom::cell::UnsafeCell;
 

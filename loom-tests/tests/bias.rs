@@ -2,13 +2,13 @@
 //! publishing while another kind revokes the bias, and a revocation racing a
 //! timeout.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p loom-tests --release --test bias`.
+//! Run with `RUSTFLAGS="--cfg phase_lock_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p loom-tests --release --test bias`.
 //! Under loom the slot table has two slots, so threads also collide.
 //! Removing either half of the store→load handshake (`sync::dekker_fence`
 //! in `bias::publish` or in `revoke`) makes
 //! `a_publishing_reader_races_a_revoking_writer` fail with a data race on
 //! the cell: the reader enters unseen beside the writer.
-#![cfg(loom)]
+#![cfg(phase_lock_loom)]
 
 use std::time::Duration;
 

@@ -1,11 +1,11 @@
 //! loom model checks of `RawPhaseLock`.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p loom-tests --release`.
+//! Run with `RUSTFLAGS="--cfg phase_lock_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p loom-tests --release`.
 //! The protected data is a `loom::cell::UnsafeCell`, so loom reports any two
 //! accesses that the lock fails to order (a broken exclusion or a missing
 //! acquire/release), and any schedule where every thread is blocked (a lost
 //! wake-up or a deadlock).
-#![cfg(loom)]
+#![cfg(phase_lock_loom)]
 
 use std::time::Duration;
 

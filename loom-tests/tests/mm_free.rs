@@ -7,9 +7,9 @@
 //! address space drops), and every use of a table the protocol promises to be
 //! linked checks that it is: a stale pointer panics.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=/tmp/target-mm-loom
+//! Run: `RUSTFLAGS="--cfg phase_lock_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=/tmp/target-mm-loom
 //! cargo test -p loom-tests --release --test mm_free`
-#![cfg(loom)]
+#![cfg(phase_lock_loom)]
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! three-thread model of `lock.rs`, small enough to check deeply: CI runs
 //! them at `LOOM_MAX_PREEMPTIONS=5` (2 s; they pass at 7 in 14 s).
 //! The three-thread models stay in `lock.rs`, checked at two preemptions.
-#![cfg(loom)]
+#![cfg(phase_lock_loom)]
 
 use loom::sync::Arc;
 use loom::thread;

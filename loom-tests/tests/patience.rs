@@ -1,11 +1,11 @@
 //! loom model checks of the patient rules: patience running out while
 //! releases, arrivals and a timeout race it.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p loom-tests --release --test patience`.
+//! Run with `RUSTFLAGS="--cfg phase_lock_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p loom-tests --release --test patience`.
 //! Under loom a timed wait may time out at any point (loom has no clock), so
 //! every waiter's patience may run out wherever the model checker likes, and
 //! a timeout may land before or after it.
-#![cfg(loom)]
+#![cfg(phase_lock_loom)]
 
 use std::time::Duration;
 

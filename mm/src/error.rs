@@ -139,7 +139,7 @@ pub(crate) fn check_range(start: u64, len: u64) -> MmResult<u64> {
         Some(end) if end <= USER_END => end,
         _ => return Err(MmError::OutOfRange { addr: start.saturating_add(len) }),
     };
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     {
         // The loom geometry (see `ENTRIES`): small ranges of valid addresses.
         if len > 64 * PAGE_SIZE {
@@ -182,7 +182,9 @@ pub(crate) fn check_addr(addr: u64) -> MmResult<()> {
     if addr >= USER_END {
         return Err(MmError::OutOfRange { addr });
     }
-    if cfg!(loom) && [Level::Pte, Level::Pmd, Level::Pud, Level::Pgd].iter().any(|&l| index(addr, l) >= ENTRIES) {
+    if cfg!(phase_lock_loom)
+        && [Level::Pte, Level::Pmd, Level::Pud, Level::Pgd].iter().any(|&l| index(addr, l) >= ENTRIES)
+    {
         return Err(MmError::OutOfRange { addr });
     }
     Ok(())

@@ -16,7 +16,7 @@ use crate::sync::{AtomicU64, Ordering};
 /// The first 2 MiB frame number.
 const HUGE_BASE: u64 = 1 << 38;
 /// 4 KiB frames handed to a thread at once.
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 const BATCH: u64 = 64;
 /// Number of counter stripes.
 const STRIPES: usize = 8;
@@ -35,27 +35,27 @@ const STRIPES: usize = 8;
 /// assert_eq!(frames.in_use(), 1);
 /// ```
 pub struct FrameAllocator {
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     id: u64,
     next: AtomicU64,
     next_huge: AtomicU64,
     allocated: [CachePadded<AtomicU64>; STRIPES],
     freed: [CachePadded<AtomicU64>; STRIPES],
     /// Whether each 4 KiB allocation clears 4 KiB of real memory.
-    #[cfg_attr(loom, allow(dead_code))]
+    #[cfg_attr(phase_lock_loom, allow(dead_code))]
     zero_pages: bool,
 }
 
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Pages in a thread's ring of memory that [`FrameAllocator::zeroing`]
 /// clears, one per allocation: 4 MiB, more than a core's L2 cache, so that
 /// a cleared page is seldom still in it (a fresh page in the kernel is not).
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 const ZERO_RING_PAGES: usize = 1024;
 
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 thread_local! {
     /// This thread's ring of pages to clear, and the next one.
     static ZERO_RING: core::cell::RefCell<(Vec<u8>, usize)> = const { core::cell::RefCell::new((Vec::new(), 0)) };
@@ -70,9 +70,9 @@ thread_local! {
 }
 
 fn stripe() -> usize {
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     return STRIPE.with(|s| *s);
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     0
 }
 
@@ -109,7 +109,7 @@ impl FrameAllocator {
         Arc::new(FrameAllocator {
             zero_pages,
             // Relaxed: a unique id, no data published with it.
-            #[cfg(not(loom))]
+            #[cfg(not(phase_lock_loom))]
             id: NEXT_ALLOCATOR_ID.fetch_add(1, Ordering::Relaxed),
             next: AtomicU64::new(1),
             next_huge: AtomicU64::new(HUGE_BASE),
@@ -122,7 +122,7 @@ impl FrameAllocator {
     pub(crate) fn alloc(&self) -> u64 {
         // Relaxed everywhere below: frame numbers carry no data, and the
         // counters are statistics read at quiescent points (after joins).
-        #[cfg(not(loom))]
+        #[cfg(not(phase_lock_loom))]
         let pfn = BATCH_CACHE.with(|c| {
             let (id, next, end) = c.get();
             if id == self.id && next < end {
@@ -133,10 +133,10 @@ impl FrameAllocator {
             c.set((self.id, start + 1, start + BATCH));
             start
         });
-        #[cfg(loom)]
+        #[cfg(phase_lock_loom)]
         let pfn = self.next.fetch_add(1, Ordering::Relaxed);
         self.allocated[stripe()].fetch_add(1, Ordering::Relaxed);
-        #[cfg(not(loom))]
+        #[cfg(not(phase_lock_loom))]
         if self.zero_pages {
             clear_a_page();
         }
@@ -189,7 +189,7 @@ impl FrameAllocator {
 }
 
 /// Clears the next page of this thread's ring.
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 fn clear_a_page() {
     const PAGE: usize = crate::PAGE_SIZE as usize;
     ZERO_RING.with(|r| {

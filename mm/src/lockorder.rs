@@ -30,7 +30,7 @@ pub(crate) enum Class {
 /// Proof that a lock of some class is held; releases the class when dropped.
 #[must_use]
 pub(crate) struct Held {
-    #[cfg(all(debug_assertions, not(loom)))]
+    #[cfg(all(debug_assertions, not(phase_lock_loom)))]
     class: Class,
 }
 
@@ -43,14 +43,14 @@ impl Held {
     /// In debug builds, when the thread already holds a lock of an equal or
     /// greater class: a bug in `mm`, never a consequence of bad input.
     #[inline]
-    #[cfg_attr(not(all(debug_assertions, not(loom))), allow(unused_variables))]
+    #[cfg_attr(not(all(debug_assertions, not(phase_lock_loom))), allow(unused_variables))]
     pub(crate) fn take(class: Class) -> Held {
-        #[cfg(all(debug_assertions, not(loom)))]
+        #[cfg(all(debug_assertions, not(phase_lock_loom)))]
         {
             imp::take(class);
             Held { class }
         }
-        #[cfg(not(all(debug_assertions, not(loom))))]
+        #[cfg(not(all(debug_assertions, not(phase_lock_loom))))]
         Held {}
     }
 }
@@ -58,12 +58,12 @@ impl Held {
 impl Drop for Held {
     #[inline]
     fn drop(&mut self) {
-        #[cfg(all(debug_assertions, not(loom)))]
+        #[cfg(all(debug_assertions, not(phase_lock_loom)))]
         imp::release(self.class);
     }
 }
 
-#[cfg(all(debug_assertions, not(loom)))]
+#[cfg(all(debug_assertions, not(phase_lock_loom)))]
 mod imp {
     use super::Class;
     use std::cell::RefCell;
@@ -96,7 +96,7 @@ mod imp {
     }
 }
 
-#[cfg(all(test, debug_assertions, not(loom)))]
+#[cfg(all(test, debug_assertions, not(phase_lock_loom)))]
 mod tests {
     use super::*;
 

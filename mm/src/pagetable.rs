@@ -63,7 +63,7 @@ pub const PAGE_SIZE: u64 = 4096;
 /// address shifts) so that a model execution does not build thousands of
 /// model-checked atomics; there only addresses whose index at every level is
 /// below 8 are valid (others are [`MmError::OutOfRange`](crate::MmError)).
-pub const ENTRIES: usize = if cfg!(loom) { 8 } else { 512 };
+pub const ENTRIES: usize = if cfg!(phase_lock_loom) { 8 } else { 512 };
 /// Bytes mapped by one PMD entry (one PTE table, or one huge leaf): 2 MiB.
 pub const PMD_SIZE: u64 = 1 << 21;
 /// Bytes mapped by one PUD entry (one PMD table): 1 GiB.
@@ -175,9 +175,9 @@ pub(crate) struct Table {
 /// The `refs` value of an unlinked PTE table: no new reference may be taken.
 pub(crate) const DEAD: u64 = 1 << 63;
 const ALIVE: u64 = 0x7ab1_e0a1_17e0_0001;
-#[cfg(any(feature = "quarantine", loom))]
+#[cfg(any(feature = "quarantine", phase_lock_loom))]
 const POISONED: u64 = 0xdead_7ab1_e000_dead;
-#[cfg(any(feature = "quarantine", loom))]
+#[cfg(any(feature = "quarantine", phase_lock_loom))]
 const UNLINKED: u64 = 0x7ab1_e0a1_17e0_0002;
 
 /// Bytes one table page occupies (entries and descriptor).
@@ -197,7 +197,7 @@ unsafe impl Sync for TablePtr {}
 impl TablePtr {
     /// Allocates an empty, unlinked, unlocked table.
     pub(crate) fn alloc() -> TablePtr {
-        #[cfg(not(loom))]
+        #[cfg(not(phase_lock_loom))]
         {
             let mut b: Box<MaybeUninit<Table>> = Box::new_zeroed();
             let p = b.as_mut_ptr();
@@ -213,7 +213,7 @@ impl TablePtr {
             let b = unsafe { b.assume_init() };
             TablePtr(NonNull::from(Box::leak(b)))
         }
-        #[cfg(loom)]
+        #[cfg(phase_lock_loom)]
         {
             let _ = MaybeUninit::<u8>::uninit;
             let b = Box::new(Table {
@@ -259,7 +259,7 @@ impl TablePtr {
         let t = unsafe { &*self.0.as_ptr() };
         // (Under loom, stale uses are caught where the table is locked or its
         // entries read; one load fewer per step keeps the model small.)
-        if !cfg!(loom) {
+        if !cfg!(phase_lock_loom) {
             t.check_alive();
         }
         t
@@ -272,7 +272,7 @@ impl TablePtr {
     /// # Safety
     ///
     /// As for `dealloc`, except that the memory stays allocated.
-    #[cfg(any(feature = "quarantine", loom))]
+    #[cfg(any(feature = "quarantine", phase_lock_loom))]
     pub(crate) unsafe fn poison(self) {
         // SAFETY: still allocated (the caller's contract).
         let t = unsafe { &*self.0.as_ptr() };
@@ -303,7 +303,7 @@ impl TablePtr {
 /// Whether released tables are quarantined (poisoned and kept until their
 /// address space drops) instead of freed: the `quarantine` feature, and
 /// always under loom.
-pub const QUARANTINE: bool = cfg!(any(feature = "quarantine", loom));
+pub const QUARANTINE: bool = cfg!(any(feature = "quarantine", phase_lock_loom));
 
 /// Panics if `entry` is the poison pattern (quarantine builds only).
 #[inline]
@@ -318,7 +318,7 @@ pub(crate) fn check_entry(entry: u64) {
 /// locking the table), so that the stress test hits the races it exists for.
 #[inline]
 pub(crate) fn perturb() {
-    #[cfg(all(feature = "quarantine", not(loom)))]
+    #[cfg(all(feature = "quarantine", not(phase_lock_loom)))]
     {
         use core::cell::Cell;
         thread_local!(static N: Cell<u32> = const { Cell::new(0) });
@@ -342,7 +342,7 @@ impl Table {
     #[inline]
     pub(crate) fn check_alive(&self) {
         // Relaxed: detection by value.
-        #[cfg(any(feature = "quarantine", loom))]
+        #[cfg(any(feature = "quarantine", phase_lock_loom))]
         if self.magic.load(Ordering::Relaxed) == POISONED {
             stale_access("touched a released table");
         }
@@ -357,7 +357,7 @@ impl Table {
     pub(crate) fn check_linked(&self) {
         // Relaxed: the PTL (or the lock mode) orders the unlinker's store
         // before this load whenever the protocol is followed.
-        #[cfg(any(feature = "quarantine", loom))]
+        #[cfg(any(feature = "quarantine", phase_lock_loom))]
         if self.magic.load(Ordering::Relaxed) != ALIVE {
             stale_access("used an unlinked table");
         }
@@ -367,7 +367,7 @@ impl Table {
     #[inline]
     pub(crate) fn mark_unlinked(&self) {
         // Relaxed: see `check_linked`.
-        #[cfg(any(feature = "quarantine", loom))]
+        #[cfg(any(feature = "quarantine", phase_lock_loom))]
         self.magic.store(UNLINKED, Ordering::Relaxed);
     }
 

@@ -158,9 +158,9 @@ fn wait_until(done: impl Fn() -> bool) {
             crate::sync::spin_loop();
             spins += 1;
         } else {
-            #[cfg(not(loom))]
+            #[cfg(not(phase_lock_loom))]
             std::thread::yield_now();
-            #[cfg(loom)]
+            #[cfg(phase_lock_loom)]
             crate::sync::spin_loop();
         }
     }
@@ -226,7 +226,7 @@ impl RcuTables {
     /// The callback's work: the grace period has ended.
     fn release(&self, ptr: TablePtr) {
         if QUARANTINE {
-            #[cfg(any(feature = "quarantine", loom))]
+            #[cfg(any(feature = "quarantine", phase_lock_loom))]
             // SAFETY: a grace period has passed since the table was unlinked:
             // no walker holds its pointer (R4 under PerVma).
             unsafe {
@@ -461,7 +461,7 @@ impl Drop for VmaNode {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(phase_lock_loom)))]
 mod tests {
     use crate::*;
 

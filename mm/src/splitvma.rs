@@ -32,7 +32,7 @@ use phase_lock::{RawIntent, RawRwLock, SharedHold};
 /// Try-locks of a node inside RCU before [`PerVma::lock_node`] pins it and
 /// waits outside (a few microseconds of polling; one under loom, where each
 /// poll is one more branch to explore).
-const NODE_POLLS: u32 = if cfg!(loom) { 1 } else { 64 };
+const NODE_POLLS: u32 = if cfg!(phase_lock_loom) { 1 } else { 64 };
 
 /// A lock mode held, with the raw lock's per-acquisition state.
 enum Held {
@@ -221,7 +221,7 @@ unsafe fn extend<'m>(node: &Arc<VmaNode>) -> &'m VmaNode {
     unsafe { &*Arc::as_ptr(node) }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(phase_lock_loom)))]
 mod tests {
     use crate::strategy::Mode;
     use crate::*;

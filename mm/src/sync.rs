@@ -1,10 +1,10 @@
 //! The one place in this crate that names `core::sync::atomic` or `loom`
 //! (the pattern of the lock crate's own shim): building with
-//! `RUSTFLAGS="--cfg loom"` swaps every atomic of the model onto loom's.
+//! `RUSTFLAGS="--cfg phase_lock_loom"` swaps every atomic of the model onto loom's.
 
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
-#[cfg(loom)]
+#[cfg(phase_lock_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 /// A `PhaseLock` with the default patience: the model's own small locks
@@ -17,15 +17,15 @@ pub(crate) fn new_lock<T>(v: T) -> phase_lock::PhaseLock<T> {
 /// model checker would explore an unbounded number of identical iterations.
 #[inline]
 pub(crate) fn spin_loop() {
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     core::hint::spin_loop();
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     loom::thread::yield_now();
 }
 
-#[cfg(not(loom))]
+#[cfg(not(phase_lock_loom))]
 pub(crate) use core::sync::atomic::AtomicPtr;
-#[cfg(loom)]
+#[cfg(phase_lock_loom)]
 pub(crate) use loom::sync::atomic::AtomicPtr;
 
 /// A callback queued behind a grace period.
@@ -43,29 +43,29 @@ pub(crate) type RcuCallback = Box<dyn FnOnce() + Send>;
 /// when a collector, after taking them, sees the count at zero (Dekker:
 /// SeqCst fences on both sides).
 pub(crate) struct Rcu {
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     readers: AtomicU64,
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     queued: loom::sync::Mutex<Vec<RcuCallback>>,
 }
 
 /// A read-side section of an [`Rcu`]: what a callback queued while it lasts
 /// waits for.
 pub(crate) struct RcuRead<'a> {
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     _pin: crossbeam_epoch::Guard,
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     _rcu: core::marker::PhantomData<&'a Rcu>,
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     rcu: &'a Rcu,
 }
 
 impl Rcu {
     pub(crate) fn new() -> Rcu {
         Rcu {
-            #[cfg(loom)]
+            #[cfg(phase_lock_loom)]
             readers: AtomicU64::new(0),
-            #[cfg(loom)]
+            #[cfg(phase_lock_loom)]
             queued: loom::sync::Mutex::new(Vec::new()),
         }
     }
@@ -73,11 +73,11 @@ impl Rcu {
     /// Enters a read-side section (`rcu_read_lock`).
     #[inline]
     pub(crate) fn read(&self) -> RcuRead<'_> {
-        #[cfg(not(loom))]
+        #[cfg(not(phase_lock_loom))]
         {
             RcuRead { _pin: crossbeam_epoch::pin(), _rcu: core::marker::PhantomData }
         }
-        #[cfg(loom)]
+        #[cfg(phase_lock_loom)]
         {
             // SeqCst RMW and fence: Dekker with `collect` (the reader's
             // loads of page-table entries come after this).
@@ -89,7 +89,7 @@ impl Rcu {
 
     /// Queues `f` to run after a grace period (`call_rcu`).
     pub(crate) fn call(&self, f: RcuCallback) {
-        #[cfg(not(loom))]
+        #[cfg(not(phase_lock_loom))]
         {
             let pin = crossbeam_epoch::pin();
             pin.defer(f);
@@ -97,7 +97,7 @@ impl Rcu {
             // keep its callbacks in its local bag.
             pin.flush();
         }
-        #[cfg(loom)]
+        #[cfg(phase_lock_loom)]
         {
             self.queued.lock().unwrap().push(f);
             self.collect();
@@ -111,7 +111,7 @@ impl Rcu {
             if !more() {
                 return;
             }
-            #[cfg(not(loom))]
+            #[cfg(not(phase_lock_loom))]
             {
                 // Each flush tries to advance the global epoch once and runs
                 // a few sealed bags; a bag runs two advances after it sealed.
@@ -120,7 +120,7 @@ impl Rcu {
                     std::thread::yield_now();
                 }
             }
-            #[cfg(loom)]
+            #[cfg(phase_lock_loom)]
             {
                 let _ = round;
                 self.collect();
@@ -128,7 +128,7 @@ impl Rcu {
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     fn collect(&self) {
         let taken = core::mem::take(&mut *self.queued.lock().unwrap());
         if taken.is_empty() {
@@ -147,7 +147,7 @@ impl Rcu {
     }
 }
 
-#[cfg(loom)]
+#[cfg(phase_lock_loom)]
 impl Drop for RcuRead<'_> {
     fn drop(&mut self) {
         // Release: the section's accesses happen before a collector that
@@ -156,7 +156,7 @@ impl Drop for RcuRead<'_> {
     }
 }
 
-#[cfg(loom)]
+#[cfg(phase_lock_loom)]
 impl Drop for Rcu {
     fn drop(&mut self) {
         // `&mut self`: no section is open.

@@ -25,9 +25,9 @@ use super::{RawPatientLock, deadline_after};
 // on holder-count overflow, happens before the state word is changed and
 // after the queue lock is released).
 unsafe impl<const PATIENCE_US: u32, const BIAS: bool> lock_api::RawRwLock for RawPatientLock<PATIENCE_US, BIAS> {
-    #[cfg(not(loom))]
+    #[cfg(not(phase_lock_loom))]
     const INIT: Self = RawPatientLock::new();
-    #[cfg(loom)]
+    #[cfg(phase_lock_loom)]
     const INIT: Self = panic!("under loom, build the lock with RawPatientLock::new()");
 
     type SharedGuard = SharedHold;
