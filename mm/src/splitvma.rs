@@ -165,7 +165,8 @@ impl PerVma {
                 return Ok(hold);
             }
             // Replaced since we found it: look again once the change is out
-            // (the hold is released first, while the node is still pinned).
+            // (the hold is released first, while RCU or the `Arc` still pins
+            // the node).
             drop(hold);
         }
     }
