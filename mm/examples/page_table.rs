@@ -189,41 +189,69 @@ fn fault_and_dontneed(mm: &Mm, t: u64, stop: &AtomicBool, faults: &AtomicU64) ->
     thread_cpu() - c0
 }
 
+/// What ran beside the two faulting threads of [`beside_faults`].
+struct Beside {
+    /// How long it ran.
+    wall: Duration,
+    /// Faults the two threads made.
+    faults: u64,
+    /// CPU time of the two faulting threads.
+    fault_cpu: Duration,
+    /// CPU time of the calling thread, which ran `step`.
+    step_cpu: Duration,
+}
+
+impl Beside {
+    fn faults_per_s(&self) -> f64 {
+        mops(self.faults, self.wall)
+    }
+}
+
+/// Maps 128 MiB at `BASE`, then runs `step` on this thread for 1.5 s while
+/// two threads fault + DONTNEED 2 MiB chunks of it (`fault_and_dontneed`).
+fn beside_faults(mm: &Mm, mut step: impl FnMut()) -> Beside {
+    mm.mmap(BASE, 64 * PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+    let stop = AtomicBool::new(false);
+    let faults = AtomicU64::new(0);
+    let start = Instant::now();
+    let (fault_cpu, step_cpu) = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (stop, faults) = (&stop, &faults);
+                sc.spawn(move || fault_and_dontneed(mm, t, stop, faults))
+            })
+            .collect();
+        let c0 = thread_cpu();
+        while start.elapsed() < Duration::from_millis(1500) {
+            step();
+        }
+        let step_cpu = thread_cpu() - c0;
+        stop.store(true, Ordering::Relaxed);
+        (hs.into_iter().map(|h| h.join().unwrap()).sum::<Duration>(), step_cpu)
+    });
+    Beside { wall: start.elapsed(), faults: faults.load(Ordering::Relaxed), fault_cpu, step_cpu }
+}
+
 /// Returns (faults Mops/s, walks k/s, walks that saw a change, walks, the
 /// most page-table kB deferred at once).
 fn walks_during_faults(s: Strategy) -> (f64, f64, u64, u64, u64) {
     let frames = FrameAllocator::new();
     let mm = Mm::new(s, &frames);
-    let len = 64 * PMD_SIZE;
-    mm.mmap(BASE, len, Prot::ReadWrite, Backing::Anon).unwrap();
-    let stop = AtomicBool::new(false);
-    let faults = AtomicU64::new(0);
     let (mut walks, mut changed) = (0u64, 0u64);
-    let start = Instant::now();
-    std::thread::scope(|sc| {
-        for t in 0..2u64 {
-            let (mm, stop, faults) = (&mm, &stop, &faults);
-            sc.spawn(move || {
-                fault_and_dontneed(mm, t, stop, faults);
-            });
-        }
-        let mut x = 1u64;
-        while start.elapsed() < Duration::from_millis(1500) {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let chunk = BASE + ((x >> 33) % 64) * PMD_SIZE;
-            let g = mm.semi_locked();
-            let a = g.frames(chunk, PMD_SIZE).unwrap();
-            std::thread::yield_now();
-            let b = g.frames(chunk, PMD_SIZE).unwrap();
-            drop(g);
-            walks += 1;
-            changed += u64::from(a != b);
-        }
-        stop.store(true, Ordering::Relaxed);
+    let mut x = 1u64;
+    let run = beside_faults(&mm, || {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let chunk = BASE + ((x >> 33) % 64) * PMD_SIZE;
+        let g = mm.semi_locked();
+        let a = g.frames(chunk, PMD_SIZE).unwrap();
+        std::thread::yield_now();
+        let b = g.frames(chunk, PMD_SIZE).unwrap();
+        drop(g);
+        walks += 1;
+        changed += u64::from(a != b);
     });
-    let d = start.elapsed();
     let peak_deferred_kb = mm.stats().peak_deferred_tables * TABLE_BYTES / 1024;
-    (mops(faults.load(Ordering::Relaxed), d), walks as f64 / d.as_secs_f64() / 1e3, changed, walks, peak_deferred_kb)
+    (run.faults_per_s(), walks as f64 / run.wall.as_secs_f64() / 1e3, changed, walks, peak_deferred_kb)
 }
 
 /// Lockless GUP-fast walks of one page, M/s, while two threads fault +
@@ -232,28 +260,17 @@ fn walks_during_faults(s: Strategy) -> (f64, f64, u64, u64, u64) {
 fn gup_fast_beside_zaps(s: Strategy) -> f64 {
     let frames = FrameAllocator::new();
     let mm = Mm::new(s, &frames);
-    mm.mmap(BASE, 64 * PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
-    let stop = AtomicBool::new(false);
-    let faults = AtomicU64::new(0);
     let mut walks = 0u64;
-    let start = Instant::now();
-    std::thread::scope(|sc| {
-        for t in 0..2u64 {
-            let (mm, stop, faults) = (&mm, &stop, &faults);
-            sc.spawn(move || fault_and_dontneed(mm, t, stop, faults));
+    let mut x = 1u64;
+    let run = beside_faults(&mm, || {
+        for _ in 0..256 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let page = (x >> 33) % (64 * 512);
+            std::hint::black_box(mm.gup_fast(BASE + page * PAGE_SIZE, PAGE_SIZE, true).unwrap());
         }
-        let mut x = 1u64;
-        while start.elapsed() < Duration::from_millis(1500) {
-            for _ in 0..256 {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let page = (x >> 33) % (64 * 512);
-                std::hint::black_box(mm.gup_fast(BASE + page * PAGE_SIZE, PAGE_SIZE, true).unwrap());
-            }
-            walks += 256;
-        }
-        stop.store(true, Ordering::Relaxed);
+        walks += 256;
     });
-    mops(walks, start.elapsed())
+    mops(walks, run.wall)
 }
 
 /// What `faults_beside_vma_churn` measures.
@@ -275,39 +292,20 @@ struct VmaChurn {
 fn faults_beside_vma_churn(s: Strategy) -> VmaChurn {
     let frames = FrameAllocator::new();
     let mm = Mm::new(s, &frames);
-    let len = 64 * PMD_SIZE;
-    mm.mmap(BASE, len, Prot::ReadWrite, Backing::Anon).unwrap();
     let far = BASE + 4 * GIB;
-    let stop = AtomicBool::new(false);
-    let faults = AtomicU64::new(0);
     let mut churns = 0u64;
-    let start = Instant::now();
-    let (fault_cpu, churn_cpu) = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..2u64)
-            .map(|t| {
-                let (mm, stop, faults) = (&mm, &stop, &faults);
-                sc.spawn(move || fault_and_dontneed(mm, t, stop, faults))
-            })
-            .collect();
-        let c0 = thread_cpu();
-        while start.elapsed() < Duration::from_millis(1500) {
-            mm.mmap(far, 16 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
-            mm.fault(far, true).unwrap();
-            mm.mprotect(far, 8 * PAGE_SIZE, Prot::Read).unwrap();
-            mm.munmap(far, 16 * PAGE_SIZE).unwrap();
-            churns += 1;
-        }
-        let churn_cpu = thread_cpu() - c0;
-        stop.store(true, Ordering::Relaxed);
-        (hs.into_iter().map(|h| h.join().unwrap()).sum::<Duration>(), churn_cpu)
+    let run = beside_faults(&mm, || {
+        mm.mmap(far, 16 * PAGE_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
+        mm.fault(far, true).unwrap();
+        mm.mprotect(far, 8 * PAGE_SIZE, Prot::Read).unwrap();
+        mm.munmap(far, 16 * PAGE_SIZE).unwrap();
+        churns += 1;
     });
-    let d = start.elapsed();
-    let n = faults.load(Ordering::Relaxed);
     VmaChurn {
-        faults: mops(n, d),
-        churns: churns as f64 / d.as_secs_f64() / 1e3,
-        faults_per_cpu: mops(n, fault_cpu),
-        churn_cpu_share: churn_cpu.as_secs_f64() / d.as_secs_f64(),
+        faults: run.faults_per_s(),
+        churns: churns as f64 / run.wall.as_secs_f64() / 1e3,
+        faults_per_cpu: mops(run.faults, run.fault_cpu),
+        churn_cpu_share: run.step_cpu.as_secs_f64() / run.wall.as_secs_f64(),
     }
 }
 

@@ -462,17 +462,23 @@ impl Drop for VmaNode {
 }
 
 #[cfg(all(test, not(phase_lock_loom)))]
-mod tests {
+pub(crate) mod tests {
     use crate::*;
 
-    const A: u64 = 0x4000_0000;
-    const B: u64 = 0x8000_0000;
+    pub(crate) const A: u64 = 0x4000_0000;
+    pub(crate) const B: u64 = 0x8000_0000;
 
-    fn two_vmas() -> Mm {
-        let mm = Mm::new(Strategy::PerVma, &FrameAllocator::new());
+    /// An address space of `strategy` with two 2 MiB VMAs, at `A` and `B`
+    /// (also used by `splitvma.rs`'s tests).
+    pub(crate) fn two_vmas_of(strategy: Strategy) -> Mm {
+        let mm = Mm::new(strategy, &FrameAllocator::new());
         mm.mmap(A, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
         mm.mmap(B, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
         mm
+    }
+
+    fn two_vmas() -> Mm {
+        two_vmas_of(Strategy::PerVma)
     }
 
     /// Whether a fault at `addr` could take its VMA's read lock now.

@@ -224,18 +224,13 @@ unsafe fn extend<'m>(node: &Arc<VmaNode>) -> &'m VmaNode {
 
 #[cfg(all(test, not(phase_lock_loom)))]
 mod tests {
+    use crate::pervma::tests::{A, B, two_vmas_of};
     use crate::strategy::Mode;
     use crate::*;
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
-    const A: u64 = 0x4000_0000;
-    const B: u64 = 0x8000_0000;
-
     fn two_vmas() -> Mm {
-        let mm = Mm::new(Strategy::SplitPerVma, &FrameAllocator::new());
-        mm.mmap(A, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
-        mm.mmap(B, PMD_SIZE, Prot::ReadWrite, Backing::Anon).unwrap();
-        mm
+        two_vmas_of(Strategy::SplitPerVma)
     }
 
     #[test]
