@@ -113,11 +113,11 @@ use crate::state::{
 };
 use crate::sync::{AtomicU64, Ordering, dekker_fence, slot_table, thread_token};
 
-/// Slots in the process-wide table (2 under loom, so that threads collide).
-#[cfg(not(phase_lock_loom))]
+/// Slots in the process-wide table (2 under the model checkers, so that threads collide).
+#[cfg(not(phase_lock_model))]
 pub(crate) const SLOTS: usize = 1024;
-/// Slots in the process-wide table (2 under loom, so that threads collide).
-#[cfg(phase_lock_loom)]
+/// Slots in the process-wide table (2 under the model checkers, so that threads collide).
+#[cfg(phase_lock_model)]
 pub(crate) const SLOTS: usize = 2;
 
 /// A slot's tag bit: the revoker has counted this holder (it leaves by a
@@ -126,7 +126,7 @@ pub(crate) const SLOTS: usize = 2;
 const MOVED: usize = 4;
 
 /// Fibonacci hashing's multiplier (2^64 / φ).
-#[cfg(not(phase_lock_loom))]
+#[cfg(not(phase_lock_model))]
 const HASH_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// After a revocation that took `t`, the lock stays unbiased for at least
@@ -194,14 +194,14 @@ fn tag(lock: usize, kind: Kind) -> usize {
 /// The slot this thread uses for the lock at `lock`.
 #[inline]
 fn slot_index(lock: usize) -> usize {
-    #[cfg(not(phase_lock_loom))]
+    #[cfg(not(phase_lock_model))]
     {
         // Multiplicative hashing of the two words; the top bits depend on
         // every input bit.
         let h = ((thread_token() as u64).rotate_left(29) ^ lock as u64).wrapping_mul(HASH_MULTIPLIER);
         (h >> (u64::BITS - SLOTS.trailing_zeros())) as usize
     }
-    #[cfg(phase_lock_loom)]
+    #[cfg(phase_lock_model)]
     {
         let _ = lock;
         thread_token() % SLOTS
@@ -295,7 +295,7 @@ pub(crate) fn forget(lock: usize) {
 /// part of the handshake: a stale or colliding cell only delays or hastens a
 /// bias, so these are plain heuristics on relaxed atomics (outside loom only;
 /// loom's models choose when to bias, and time plays no part).
-#[cfg(not(phase_lock_loom))]
+#[cfg(not(phase_lock_model))]
 struct Inhibition {
     /// No bias before this time (nanoseconds since `epoch()`).
     until: core::sync::atomic::AtomicU64,
@@ -306,7 +306,7 @@ struct Inhibition {
 }
 
 /// The inhibition cell of the lock at `lock` (64 cells).
-#[cfg(not(phase_lock_loom))]
+#[cfg(not(phase_lock_model))]
 fn inhibition(lock: usize) -> &'static Inhibition {
     use core::sync::atomic::{AtomicU32, AtomicU64};
     static CELLS: [Inhibition; 64] =
@@ -315,14 +315,14 @@ fn inhibition(lock: usize) -> &'static Inhibition {
 }
 
 /// A fixed instant, for nanosecond timestamps in the inhibition cells.
-#[cfg(not(phase_lock_loom))]
+#[cfg(not(phase_lock_model))]
 fn epoch() -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
 
 /// Nanoseconds since `epoch()`.
-#[cfg(not(phase_lock_loom))]
+#[cfg(not(phase_lock_model))]
 fn now_ns() -> u64 {
     u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
@@ -330,9 +330,9 @@ fn now_ns() -> u64 {
 /// Whether the lock at `lock` may not be biased now.
 #[inline]
 fn inhibited(lock: usize) -> bool {
-    #[cfg(not(phase_lock_loom))]
+    #[cfg(not(phase_lock_model))]
     return now_ns() < inhibition(lock).until.load(Ordering::Relaxed);
-    #[cfg(phase_lock_loom)]
+    #[cfg(phase_lock_model)]
     {
         let _ = lock;
         false
@@ -342,9 +342,9 @@ fn inhibited(lock: usize) -> bool {
 /// Records that the lock at `lock` was just biased.
 #[inline]
 fn biased_now(lock: usize) {
-    #[cfg(not(phase_lock_loom))]
+    #[cfg(not(phase_lock_model))]
     inhibition(lock).since.store(now_ns(), Ordering::Relaxed);
-    #[cfg(phase_lock_loom)]
+    #[cfg(phase_lock_model)]
     let _ = lock;
 }
 
@@ -360,7 +360,7 @@ fn biased_now(lock: usize) {
 ///   stop paying for biases geometrically fast, and a bias that lives long
 ///   resets the level.
 fn inhibit(lock: usize, took: Duration) {
-    #[cfg(not(phase_lock_loom))]
+    #[cfg(not(phase_lock_model))]
     {
         let cell = inhibition(lock);
         let now = now_ns();
@@ -375,7 +375,7 @@ fn inhibit(lock: usize, took: Duration) {
         let until = now.saturating_add(took.saturating_mul(u64::from(INHIBIT_FACTOR)) << level);
         cell.until.fetch_max(until, Ordering::Relaxed);
     }
-    #[cfg(phase_lock_loom)]
+    #[cfg(phase_lock_model)]
     let _ = (lock, took, INHIBIT_FACTOR, EARLY_FACTOR, MAX_LEVEL);
 }
 

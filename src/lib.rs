@@ -157,7 +157,7 @@ mod guard; // the intent mode's safe guards
 #[cfg(feature = "arc_lock")]
 mod arc_guard; // owned guards
 
-#[cfg(all(test, not(phase_lock_loom)))]
+#[cfg(all(test, not(phase_lock_model)))]
 mod tests;
 
 pub use bias::SharedHold;

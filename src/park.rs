@@ -23,7 +23,7 @@
 use std::time::Instant;
 
 use crate::sync::{AtomicU32, Ordering};
-#[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
+#[cfg(any(phase_lock_model, not(target_os = "linux"), phase_lock_portable_parker))]
 use crate::sync::{Thread, current_thread};
 
 /// The waiter has neither slept nor been admitted.
@@ -83,7 +83,7 @@ impl SpinWait {
             return false;
         }
         self.counter += 1;
-        if cfg!(phase_lock_loom) || self.counter > self.spin_rounds {
+        if cfg!(phase_lock_model) || self.counter > self.spin_rounds {
             crate::sync::yield_now();
         } else {
             let hints = if self.backoff { 1u32 << self.counter } else { 1 };
@@ -98,7 +98,7 @@ impl SpinWait {
 /// One waiter's wake-up channel. Lives on the waiter's stack.
 pub(crate) struct Parker {
     word: AtomicU32,
-    #[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
+    #[cfg(any(phase_lock_model, not(target_os = "linux"), phase_lock_portable_parker))]
     thread: Thread,
 }
 
@@ -106,7 +106,7 @@ pub(crate) struct Parker {
 /// admitted (after that, the waiter's stack frame may be gone).
 pub(crate) struct Waker {
     word: *const AtomicU32,
-    #[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
+    #[cfg(any(phase_lock_model, not(target_os = "linux"), phase_lock_portable_parker))]
     thread: Thread,
 }
 
@@ -135,7 +135,7 @@ impl Parker {
     pub(crate) fn new() -> Self {
         Parker {
             word: AtomicU32::new(WAITING),
-            #[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
+            #[cfg(any(phase_lock_model, not(target_os = "linux"), phase_lock_portable_parker))]
             thread: current_thread(),
         }
     }
@@ -145,7 +145,7 @@ impl Parker {
     pub(crate) fn waker(&self) -> Waker {
         Waker {
             word: &self.word,
-            #[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
+            #[cfg(any(phase_lock_model, not(target_os = "linux"), phase_lock_portable_parker))]
             thread: self.thread.clone(),
         }
     }
@@ -154,7 +154,7 @@ impl Parker {
     ///
     /// Must be called on the thread that created the parker.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> WaitResult {
-        // Under loom, spinning only multiplies the interleavings to explore.
+        // Under a model checker, spinning only multiplies the interleavings to explore.
         let mut spin = SpinWait::before_parking();
         loop {
             // Acquire: pairs with the waker's release swap, so everything the
@@ -162,7 +162,7 @@ impl Parker {
             if let Some(woken) = woken(self.word.load(Ordering::Acquire)) {
                 return woken;
             }
-            if cfg!(phase_lock_loom) || !spin.spin() {
+            if cfg!(phase_lock_model) || !spin.spin() {
                 break;
             }
         }
@@ -198,7 +198,7 @@ impl Parker {
     /// quarter of the calls return at once without sleeping.
     #[inline]
     fn sleep_or_return_spuriously(&self, deadline: Option<Instant>) -> bool {
-        #[cfg(all(not(phase_lock_loom), phase_lock_spurious_wakeups))]
+        #[cfg(all(not(phase_lock_model), phase_lock_spurious_wakeups))]
         if spurious::now() {
             return deadline.is_none_or(|d| Instant::now() < d);
         }
@@ -207,7 +207,7 @@ impl Parker {
 
     /// Sleeps while the word is `PARKED`. Returns `false` if the deadline has
     /// passed; spurious returns are allowed.
-    #[cfg(all(not(phase_lock_loom), target_os = "linux", not(phase_lock_portable_parker)))]
+    #[cfg(all(not(phase_lock_model), target_os = "linux", not(phase_lock_portable_parker)))]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         let timeout = match deadline {
             None => None,
@@ -221,7 +221,7 @@ impl Parker {
         true
     }
 
-    #[cfg(all(not(phase_lock_loom), any(not(target_os = "linux"), phase_lock_portable_parker)))]
+    #[cfg(all(not(phase_lock_model), any(not(target_os = "linux"), phase_lock_portable_parker)))]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         match deadline {
             None => std::thread::park(),
@@ -246,12 +246,32 @@ impl Parker {
         crate::sync::park();
         true
     }
+
+    /// shuttle has no clock either: a timed wait lasts one turn (a yield)
+    /// plus a number of turns the schedule draws (`sync::timer_turns`), and
+    /// returns early if woken. So a waiter's patience or deadline runs out
+    /// after anything its neighbours can do in a few steps, and every timer
+    /// fires in the end; only an untimed wait that nobody ends is a deadlock.
+    #[cfg(phase_lock_shuttle)]
+    fn sleep(&self, deadline: Option<Instant>) -> bool {
+        if deadline.is_none() {
+            crate::sync::park();
+            return true;
+        }
+        for _ in 0..=crate::sync::timer_turns() {
+            crate::sync::yield_now();
+            if woken(self.word.load(Ordering::Acquire)).is_some() {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// Test mode (`RUSTFLAGS="--cfg phase_lock_spurious_wakeups"`): a quarter of
 /// the sleeps return at once, as a futex wait may on `EINTR` or an unrelated
 /// wake-up, so that the tests run every caller's recheck loop.
-#[cfg(all(not(phase_lock_loom), phase_lock_spurious_wakeups))]
+#[cfg(all(not(phase_lock_model), phase_lock_spurious_wakeups))]
 mod spurious {
     use std::cell::Cell;
 
@@ -310,14 +330,14 @@ impl Waker {
             },
             Ordering::Release,
         );
-        #[cfg(all(not(phase_lock_loom), target_os = "linux", not(phase_lock_portable_parker)))]
+        #[cfg(all(not(phase_lock_model), target_os = "linux", not(phase_lock_portable_parker)))]
         if prev == PARKED {
             // The address may already be reused by the time the kernel looks
             // at it; a private FUTEX_WAKE only hashes the address, and every
             // futex waiter tolerates spurious wake-ups.
             crate::park::futex::wake_one(self.word);
         }
-        #[cfg(any(phase_lock_loom, not(target_os = "linux"), phase_lock_portable_parker))]
+        #[cfg(any(phase_lock_model, not(target_os = "linux"), phase_lock_portable_parker))]
         {
             let _ = prev;
             self.thread.unpark();
@@ -325,7 +345,7 @@ impl Waker {
     }
 }
 
-#[cfg(all(not(phase_lock_loom), target_os = "linux", not(phase_lock_portable_parker)))]
+#[cfg(all(not(phase_lock_model), target_os = "linux", not(phase_lock_portable_parker)))]
 mod futex {
     //! The two futex operations, through `libc`.
     use std::time::Duration;

@@ -331,7 +331,7 @@ impl WaitQueue {
     /// # Safety
     ///
     /// Queue lock held.
-    #[cfg(all(test, not(phase_lock_loom)))]
+    #[cfg(all(test, not(phase_lock_model)))]
     pub(crate) unsafe fn counts(&self) -> [u64; 3] {
         // SAFETY: caller's contract.
         unsafe {
@@ -521,7 +521,7 @@ impl WaitQueue {
     /// # Safety
     ///
     /// Queue lock held.
-    #[cfg(all(test, not(phase_lock_loom)))]
+    #[cfg(all(test, not(phase_lock_model)))]
     pub(crate) unsafe fn count(&self, kind: Kind, pool: Pool) -> u32 {
         // SAFETY: caller's contract.
         unsafe { self.with_books(|b| b.count[list_of(kind, pool)]) }

@@ -247,7 +247,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
                 // (Not under loom, where each poll is one more branch to
                 // explore: the caller then queues, which models the same.)
                 let queue_busy = Self::PATIENT
-                    && !cfg!(phase_lock_loom)
+                    && !cfg!(phase_lock_model)
                     && s & (QUEUE_LOCKED | STRICT) == QUEUE_LOCKED
                     && may_enter(kind, s & !QUEUE_LOCKED, true);
                 if queue_busy && polls < QUEUE_LOCK_POLLS {
@@ -385,15 +385,15 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     }
 
     /// Test hook: the state word.
-    #[cfg(all(test, not(phase_lock_loom)))]
+    #[cfg(all(test, not(phase_lock_model)))]
     pub(crate) fn state_word(&self) -> u64 {
         self.state.load(Ordering::Relaxed)
     }
 
-    /// loom model hook (exists only under `--cfg phase_lock_loom`): biases this free
+    /// Model hook (exists only under `--cfg phase_lock_loom` or `phase_lock_shuttle`): biases this free
     /// lock toward read (`intent == false`) or intent, as a lock that has
     /// seen concurrency would be, so that a model starts from a biased phase.
-    #[cfg(phase_lock_loom)]
+    #[cfg(phase_lock_model)]
     #[doc(hidden)]
     pub fn bias_for_model(&self, intent: bool) {
         self.force_bias(if intent { Kind::Intent } else { Kind::Read });
@@ -401,7 +401,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
 
     /// Test hook: biases a free or `kind`-held lock toward `kind` (as
     /// `maybe_bias` would once it has seen concurrency), ignoring inhibition.
-    #[cfg(any(test, phase_lock_loom))]
+    #[cfg(any(test, phase_lock_model))]
     pub(crate) fn force_bias(&self, kind: Kind) {
         let s = self.state.load(Ordering::Relaxed);
         assert!(s & !kind.holder_mask() == 0, "force_bias on a lock in state {s:#x}");
@@ -409,14 +409,14 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     }
 
     /// Test hook: a lock in a given state.
-    #[cfg(all(test, not(phase_lock_loom)))]
+    #[cfg(all(test, not(phase_lock_model)))]
     pub(crate) const fn with_state(s: u64) -> Self {
         RawPatientLock { state: crate::sync::const_u64(s), queue: WaitQueue::new() }
     }
 
     /// Test hook: how many waiters of `kind` are queued in `pool` (either
     /// pool for `None`).
-    #[cfg(all(test, not(phase_lock_loom)))]
+    #[cfg(all(test, not(phase_lock_model)))]
     pub(crate) fn queued_in(&self, kind: Kind, pool: Option<crate::queue::Pool>) -> u64 {
         self.lock_queue();
         // SAFETY: we hold the queue lock.
@@ -431,7 +431,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     }
 
     /// Test hook: how many waiters of `kind` are queued.
-    #[cfg(all(test, not(phase_lock_loom)))]
+    #[cfg(all(test, not(phase_lock_model)))]
     pub(crate) fn queued(&self, kind: Kind) -> u64 {
         self.queued_in(kind, None)
     }
@@ -462,6 +462,11 @@ const fn entered(s: u64, kind: Kind) -> u64 {
 /// patience ran out may wait milliseconds for a processor to say so.
 fn patience_check_due(patience: Duration) -> bool {
     use std::cell::Cell;
+    if cfg!(phase_lock_model) {
+        // The models have no clock; they reach the switch to strict through
+        // a waiter's own timed sleep (park.rs).
+        return false;
+    }
     thread_local! {
         static CALLS: Cell<u32> = const { Cell::new(0) };
         static NEXT: Cell<Option<Instant>> = const { Cell::new(None) };
@@ -470,7 +475,7 @@ fn patience_check_due(patience: Duration) -> bool {
         c.set(c.get().wrapping_add(1));
         c.get()
     });
-    if cfg!(phase_lock_loom) || !calls.is_multiple_of(4) {
+    if !calls.is_multiple_of(4) {
         return false;
     }
     let now = Instant::now();
@@ -517,7 +522,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> core::fmt::Debug for RawPatientLo
     }
 }
 
-#[cfg(all(test, not(phase_lock_loom)))]
+#[cfg(all(test, not(phase_lock_model)))]
 mod tests {
     use super::*;
     use crate::RawIntent;

@@ -1,47 +1,74 @@
-//! The one place that names `core::sync::atomic`, `std::thread` or `loom`.
+//! The one place that names `core::sync::atomic`, `std::thread`, `loom` or
+//! `shuttle`.
 //!
 //! Every atomic, every spin hint and every thread handle used by the lock goes
 //! through this module, so that building with
 //! `RUSTFLAGS="--cfg phase_lock_loom"` swaps the whole crate onto loom's
-//! model-checked primitives (the pattern crossbeam and tokio use). Nothing
-//! else in the crate may import atomics directly. The cfg is namespaced, as
-//! crossbeam's `crossbeam_loom` is: a dependent that builds its own tests
-//! with `--cfg loom` (or `--cfg shuttle`) gets this crate unchanged, on
-//! std's atomics (CI checks it).
+//! model-checked primitives, and `RUSTFLAGS="--cfg phase_lock_shuttle"` onto
+//! shuttle's randomized scheduler (the pattern crossbeam and tokio use).
+//! Nothing else in the crate may import atomics directly. Either cfg also
+//! sets `phase_lock_model` (see `build.rs`), which the rest of the crate
+//! names for what the two checkers share: no clock, small tables, parking
+//! through thread handles. The cfgs are namespaced, as crossbeam's
+//! `crossbeam_loom` is: a dependent that builds its own tests with
+//! `--cfg loom` (or `--cfg shuttle`) gets this crate unchanged, on std's
+//! atomics (CI checks it).
 
-#[cfg(not(phase_lock_loom))]
+#[cfg(all(phase_lock_loom, phase_lock_shuttle))]
+compile_error!("build phase-lock under one model checker at a time: phase_lock_loom or phase_lock_shuttle");
+
+#[cfg(not(phase_lock_model))]
 #[allow(unused_imports)]
 pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(phase_lock_loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(phase_lock_shuttle)]
+#[allow(unused_imports)]
+pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-// Thread handles, used by the portable parker and by the loom parker.
+// Thread handles, used by the portable parker and by the models' parker.
 #[cfg(phase_lock_loom)]
 pub(crate) use loom::thread::{Thread, current as current_thread, park};
-#[cfg(not(phase_lock_loom))]
+#[cfg(phase_lock_shuttle)]
+pub(crate) use shuttle::thread::{Thread, current as current_thread, park};
+#[cfg(not(phase_lock_model))]
 #[allow(unused_imports)]
 pub(crate) use std::thread::{Thread, current as current_thread, park_timeout};
 
 /// A hint inside a busy-wait loop.
 ///
-/// Under loom a spin must yield, or the model checker would explore an
-/// unbounded number of identical iterations.
+/// Under a model checker a spin must yield, or the checker would explore an
+/// unbounded number of identical iterations (or, under shuttle, schedule the
+/// spinning thread forever).
 #[inline]
 pub(crate) fn spin_loop() {
-    #[cfg(not(phase_lock_loom))]
+    #[cfg(not(phase_lock_model))]
     core::hint::spin_loop();
-    #[cfg(phase_lock_loom)]
-    loom::thread::yield_now();
+    #[cfg(phase_lock_model)]
+    yield_now();
 }
 
 /// Gives the rest of this time slice to another runnable thread.
 #[inline]
 pub(crate) fn yield_now() {
-    #[cfg(not(phase_lock_loom))]
+    #[cfg(not(phase_lock_model))]
     std::thread::yield_now();
     #[cfg(phase_lock_loom)]
     loom::thread::yield_now();
+    #[cfg(phase_lock_shuttle)]
+    shuttle::thread::yield_now();
+}
+
+/// Under shuttle: how many more turns (yields) a timed sleep lasts before
+/// its timer fires, 0 to 3, drawn from the schedule's own random stream (so
+/// a failing schedule replays). shuttle has no clock; this draw is how its
+/// models reach a deadline or a patience that runs out at any point, while
+/// every timer still fires in the end, as a real one does.
+#[cfg(phase_lock_shuttle)]
+pub(crate) fn timer_turns() -> u32 {
+    use shuttle::rand::Rng;
+    shuttle::rand::thread_rng().gen_range(0..4)
 }
 
 /// Builds an atomic in a `const` context.
@@ -119,13 +146,14 @@ pub(crate) fn dekker_fence() {
 /// A number that tells the calling thread apart from every other live
 /// thread, for hashing into the bias slot table.
 ///
-/// Outside loom: the address of a thread-local byte (one `lea` off the
-/// thread pointer, no registration, no destructor). Under loom: loom's
+/// Outside the models: the address of a thread-local byte (one `lea` off
+/// the thread pointer, no registration, no destructor). Under loom: loom's
 /// thread number, so that the slot a thread hashes to is the same in every
-/// explored execution.
+/// explored execution. Under shuttle, whose threads share one OS thread (and
+/// so its thread-locals): shuttle's thread number.
 #[inline]
 pub(crate) fn thread_token() -> usize {
-    #[cfg(not(phase_lock_loom))]
+    #[cfg(not(phase_lock_model))]
     {
         std::thread_local! { static TOKEN: u8 = const { 0 }; }
         TOKEN.with(|t| t as *const u8 as usize)
@@ -137,13 +165,17 @@ pub(crate) fn thread_token() -> usize {
         let id = format!("{:?}", loom::thread::current().id());
         id.trim_start_matches("ThreadId(").trim_end_matches(')').parse().unwrap_or(0)
     }
+    #[cfg(phase_lock_shuttle)]
+    {
+        usize::from(shuttle::thread::current().id())
+    }
 }
 
 /// The process-wide bias slot table (bias.rs): `N` words, 128-byte aligned.
 #[repr(align(128))]
 pub(crate) struct SlotTable<const N: usize>(pub(crate) [AtomicUsize; N]);
 
-#[cfg(not(phase_lock_loom))]
+#[cfg(not(phase_lock_model))]
 impl<const N: usize> SlotTable<N> {
     /// An empty table.
     pub(crate) const fn new() -> Self {
@@ -151,7 +183,7 @@ impl<const N: usize> SlotTable<N> {
     }
 }
 
-#[cfg(phase_lock_loom)]
+#[cfg(phase_lock_model)]
 impl<const N: usize> SlotTable<N> {
     /// An empty table.
     pub(crate) fn new() -> Self {
@@ -160,11 +192,11 @@ impl<const N: usize> SlotTable<N> {
 }
 
 /// Defines `fn $name() -> &'static SlotTable<$n>`: a plain `static` outside
-/// loom, a `loom::lazy_static!` (rebuilt for every explored execution) under
-/// it.
+/// the models, the checker's `lazy_static!` (rebuilt for every explored
+/// execution) under one.
 macro_rules! slot_table {
     ($name:ident, $n:expr) => {
-        #[cfg(not(phase_lock_loom))]
+        #[cfg(not(phase_lock_model))]
         #[inline(always)]
         fn $name() -> &'static $crate::sync::SlotTable<{ $n }> {
             static TABLE: $crate::sync::SlotTable<{ $n }> = $crate::sync::SlotTable::new();
@@ -173,6 +205,13 @@ macro_rules! slot_table {
         #[cfg(phase_lock_loom)]
         fn $name() -> &'static $crate::sync::SlotTable<{ $n }> {
             loom::lazy_static! {
+                static ref TABLE: $crate::sync::SlotTable<{ $n }> = $crate::sync::SlotTable::new();
+            }
+            &TABLE
+        }
+        #[cfg(phase_lock_shuttle)]
+        fn $name() -> &'static $crate::sync::SlotTable<{ $n }> {
+            shuttle::lazy_static! {
                 static ref TABLE: $crate::sync::SlotTable<{ $n }> = $crate::sync::SlotTable::new();
             }
             &TABLE

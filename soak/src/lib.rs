@@ -1,7 +1,7 @@
 //! The pieces of the soak (`src/main.rs`) that the stress tests share: an
 //! exclusion checker kept beside the lock ([`Holders`]), a seedable
 //! generator ([`Rng`]), a busy loop ([`work`]) and one random acquisition
-//! of every kind ([`mixed_op`]).
+//! of every kind ([`mixed_op`]; [`mixed_op_with`] for the model checkers).
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -144,6 +144,23 @@ pub fn mixed_op<const P: u32, const B: bool>(
     writes: &AtomicU64,
     rng: &mut Rng,
 ) -> (usize, bool) {
+    mixed_op_with(lock, holders, writes, rng, work)
+}
+
+/// [`mixed_op`], with `inside(n)` run inside every critical section in
+/// place of `work(n)`: a model checker's tests pass a yield, so that the
+/// other threads run while the lock is held, where the checker can see them.
+///
+/// # Panics
+///
+/// As [`mixed_op`].
+pub fn mixed_op_with<const P: u32, const B: bool>(
+    lock: &PatientLock<u64, P, B>,
+    holders: &Holders,
+    writes: &AtomicU64,
+    rng: &mut Rng,
+    inside: impl Fn(u32),
+) -> (usize, bool) {
     let hold = rng.below(40) as u32;
     let timeout = Duration::from_micros(rng.below(300));
     let op = rng.below(OPS as u64) as usize;
@@ -152,7 +169,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
             let g = lock.read();
             holders.enter(&holders.read, "read");
             std::hint::black_box(*g);
-            work(hold);
+            inside(hold);
             holders.read.fetch_sub(1, SeqCst);
             true
         }
@@ -160,7 +177,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
             let g = lock.intent();
             holders.enter(&holders.intent, "intent");
             std::hint::black_box(*g);
-            work(hold);
+            inside(hold);
             holders.intent.fetch_sub(1, SeqCst);
             true
         }
@@ -169,7 +186,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
             holders.enter(&holders.write, "write");
             *g += 1;
             writes.fetch_add(1, SeqCst);
-            work(hold);
+            inside(hold);
             holders.write.fetch_sub(1, SeqCst);
             true
         }
@@ -178,6 +195,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
             .map(|g| {
                 holders.enter(&holders.read, "try_read");
                 std::hint::black_box(*g);
+                inside(hold);
                 holders.read.fetch_sub(1, SeqCst);
             })
             .is_some(),
@@ -186,6 +204,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
             .map(|g| {
                 holders.enter(&holders.intent, "try_intent");
                 std::hint::black_box(*g);
+                inside(hold);
                 holders.intent.fetch_sub(1, SeqCst);
             })
             .is_some(),
@@ -195,6 +214,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
                 holders.enter(&holders.write, "try_write");
                 *g += 1;
                 writes.fetch_add(1, SeqCst);
+                inside(hold);
                 holders.write.fetch_sub(1, SeqCst);
             })
             .is_some(),
@@ -202,7 +222,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
             .try_read_for(timeout)
             .map(|g| {
                 holders.enter(&holders.read, "try_read_for");
-                work(hold);
+                inside(hold);
                 holders.read.fetch_sub(1, SeqCst);
                 drop(g);
             })
@@ -211,7 +231,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
             .try_intent_for(timeout)
             .map(|g| {
                 holders.enter(&holders.intent, "try_intent_for");
-                work(hold);
+                inside(hold);
                 holders.intent.fetch_sub(1, SeqCst);
                 drop(g);
             })
@@ -222,6 +242,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
                 holders.enter(&holders.write, "try_write_for");
                 *g += 1;
                 writes.fetch_add(1, SeqCst);
+                inside(hold);
                 holders.write.fetch_sub(1, SeqCst);
             })
             .is_some(),
@@ -235,7 +256,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
             let g = lock_api::RwLockWriteGuard::downgrade(g);
             assert_eq!(holders.write.load(SeqCst), 0);
             assert_eq!(holders.intent.load(SeqCst), 0);
-            work(hold);
+            inside(hold);
             holders.read.fetch_sub(1, SeqCst);
             drop(g);
             true
@@ -250,7 +271,7 @@ pub fn mixed_op<const P: u32, const B: bool>(
             let g = g.downgrade_to_intent();
             assert_eq!(holders.write.load(SeqCst), 0);
             assert_eq!(holders.read.load(SeqCst), 0);
-            work(hold);
+            inside(hold);
             holders.intent.fetch_sub(1, SeqCst);
             drop(g);
             true

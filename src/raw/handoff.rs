@@ -112,7 +112,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
         // yet to say so (on a busy machine a timer wake-up can wait for a
         // processor for milliseconds): every settle of a patient lock checks
         // the oldest waiters' deadlines itself.
-        if Self::PATIENT && !cfg!(phase_lock_loom) {
+        if Self::PATIENT && !cfg!(phase_lock_model) {
             // SAFETY: we hold the queue lock.
             unsafe { self.queue.expire_overdue(Instant::now()) };
         }

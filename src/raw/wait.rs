@@ -25,10 +25,10 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
     pub(super) fn acquire_slow(&self, kind: Kind, deadline: Option<Instant>) -> Option<SharedHold> {
         // A request whose deadline has passed behaves as a try-lock: it must
         // not queue, not even briefly (rule 5).
-        if !cfg!(phase_lock_loom) && deadline.is_some_and(|d| Instant::now() >= d) {
+        if !cfg!(phase_lock_model) && deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
-        if Self::PATIENT && !cfg!(phase_lock_loom) {
+        if Self::PATIENT && !cfg!(phase_lock_model) {
             // A patient lock lets compatible arrivals in: before paying for a
             // queue entry and a sleep, give the holders a moment to leave
             // (spin, then yield).
