@@ -5,6 +5,11 @@
 //! accesses that the lock fails to order (a broken exclusion or a missing
 //! acquire/release), and any schedule where every thread is blocked (a lost
 //! wake-up or a deadlock).
+//!
+//! Four models run on the default lock and, as `*_strict`, on the strict
+//! lock (`RawPatientLock<0>`): on the default lock they are too large for
+//! three preemptions (the switch to strict, possible at every sleep,
+//! multiplies the schedules), on the strict lock CI runs them at three.
 #![cfg(phase_lock_loom)]
 
 use std::time::Duration;
@@ -36,10 +41,9 @@ fn read_and_intent_exclude_each_other() {
     });
 }
 
-#[test]
-fn writers_exclude_everyone() {
+fn writers_exclude_everyone_on<const P: u32>() {
     model(|| {
-        let lock = new_lock();
+        let lock = loom_tests::new_lock(RawPatientLock::<P>::new());
         let l1 = lock.clone();
         let l2 = lock.clone();
         let w = thread::spawn(move || bump(&l1.write()));
@@ -53,9 +57,19 @@ fn writers_exclude_everyone() {
 }
 
 #[test]
-fn handoffs_between_all_three_kinds() {
+fn writers_exclude_everyone() {
+    writers_exclude_everyone_on::<DEFAULT_PATIENCE_US>();
+}
+
+/// The same on the strict lock, small enough for three preemptions.
+#[test]
+fn writers_exclude_everyone_strict() {
+    writers_exclude_everyone_on::<0>();
+}
+
+fn handoffs_between_all_three_kinds_on<const P: u32>() {
     model(|| {
-        let lock = new_lock();
+        let lock = loom_tests::new_lock(RawPatientLock::<P>::new());
         let (li, lw) = (lock.clone(), lock.clone());
         let i = thread::spawn(move || bump(&li.intent()));
         let w = thread::spawn(move || bump(&lw.write()));
@@ -69,9 +83,19 @@ fn handoffs_between_all_three_kinds() {
 }
 
 #[test]
-fn shared_holders_of_one_kind_admitted_together() {
+fn handoffs_between_all_three_kinds() {
+    handoffs_between_all_three_kinds_on::<DEFAULT_PATIENCE_US>();
+}
+
+/// The same on the strict lock, small enough for three preemptions.
+#[test]
+fn handoffs_between_all_three_kinds_strict() {
+    handoffs_between_all_three_kinds_on::<0>();
+}
+
+fn shared_holders_of_one_kind_admitted_together_on<const P: u32>() {
     model(|| {
-        let lock = new_lock();
+        let lock = loom_tests::new_lock(RawPatientLock::<P>::new());
         let w = lock.write();
         let (l1, l2) = (lock.clone(), lock.clone());
         let r1 = thread::spawn(move || read_value(&l1.read()));
@@ -82,6 +106,17 @@ fn shared_holders_of_one_kind_admitted_together() {
         assert_eq!(r2.join().unwrap(), 1);
         assert_idle(&lock);
     });
+}
+
+#[test]
+fn shared_holders_of_one_kind_admitted_together() {
+    shared_holders_of_one_kind_admitted_together_on::<DEFAULT_PATIENCE_US>();
+}
+
+/// The same on the strict lock, small enough for three preemptions.
+#[test]
+fn shared_holders_of_one_kind_admitted_together_strict() {
+    shared_holders_of_one_kind_admitted_together_on::<0>();
 }
 
 #[test]
@@ -144,10 +179,9 @@ fn timed_out_intent_lets_queued_readers_join() {
     });
 }
 
-#[test]
-fn downgrades_keep_writers_out() {
+fn downgrades_keep_writers_out_on<const P: u32>() {
     model(|| {
-        let lock = new_lock();
+        let lock = loom_tests::new_lock(RawPatientLock::<P>::new());
         let w = lock.write();
         let (lr, lw) = (lock.clone(), lock.clone());
         let r = thread::spawn(move || read_value(&lr.read()));
@@ -161,6 +195,17 @@ fn downgrades_keep_writers_out() {
         assert!((1..=2).contains(&seen));
         assert_idle(&lock);
     });
+}
+
+#[test]
+fn downgrades_keep_writers_out() {
+    downgrades_keep_writers_out_on::<DEFAULT_PATIENCE_US>();
+}
+
+/// The same on the strict lock, small enough for three preemptions.
+#[test]
+fn downgrades_keep_writers_out_strict() {
+    downgrades_keep_writers_out_on::<0>();
 }
 
 #[test]

@@ -62,9 +62,9 @@ fn timeout_races_the_switch_to_strict() {
     });
 }
 
-/// Two intent requests queue behind a writer; the writer's release wakes them
-/// to try again (patient) or hands off (if a patience ran out first); a
-/// reader arrives meanwhile. Whatever the order, every request completes and
+/// An intent request queues behind a writer, and a reader arrives (it may
+/// queue too); the writer's release wakes them to try again (patient) or
+/// hands off (if a patience ran out first). Whatever the order, every request completes and
 /// the intent holders exclude the reader.
 #[test]
 fn woken_waiters_and_a_handoff_never_wake_twice() {
