@@ -293,8 +293,8 @@ pub(crate) fn forget(lock: usize) {
 
 /// One inhibition cell: the bias history of the locks hashing to it. Not
 /// part of the handshake: a stale or colliding cell only delays or hastens a
-/// bias, so these are plain heuristics on relaxed atomics (outside loom only;
-/// loom's models choose when to bias, and time plays no part).
+/// bias, so these are plain heuristics on relaxed atomics (outside the model
+/// checkers only; their models choose when to bias, and time plays no part).
 #[cfg(not(phase_lock_model))]
 struct Inhibition {
     /// No bias before this time (nanoseconds since `epoch()`).

@@ -234,25 +234,13 @@ impl Parker {
         true
     }
 
-    /// loom has no clock: a timed wait gives the admitting thread one chance
-    /// (a yield) and then times out, so the model explores both outcomes of
-    /// the race between a deadline and a handoff.
-    #[cfg(phase_lock_loom)]
-    fn sleep(&self, deadline: Option<Instant>) -> bool {
-        if deadline.is_some() {
-            crate::sync::yield_now();
-            return woken(self.word.load(Ordering::Acquire)).is_some();
-        }
-        crate::sync::park();
-        true
-    }
-
-    /// shuttle has no clock either: a timed wait lasts one turn (a yield)
-    /// plus a number of turns the schedule draws (`sync::timer_turns`), and
-    /// returns early if woken. So a waiter's patience or deadline runs out
-    /// after anything its neighbours can do in a few steps, and every timer
-    /// fires in the end; only an untimed wait that nobody ends is a deadlock.
-    #[cfg(phase_lock_shuttle)]
+    /// The model checkers have no clock: a timed wait lasts one turn (a
+    /// yield), plus under shuttle a number of turns the schedule draws
+    /// (`sync::timer_turns`), and returns early if woken. So the models
+    /// explore both outcomes of the race between a deadline (or a patience)
+    /// and a handoff, and every timer fires in the end; only an untimed wait
+    /// that nobody ends is a deadlock.
+    #[cfg(phase_lock_model)]
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         if deadline.is_none() {
             crate::sync::park();

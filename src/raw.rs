@@ -244,7 +244,7 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
             if !may_enter(kind, s, Self::PATIENT) {
                 // Allowed but for the queue lock, whose holder may be about to
                 // leave the lock open to us.
-                // (Not under loom, where each poll is one more branch to
+                // (Not under the model checkers, where each poll is one more branch to
                 // explore: the caller then queues, which models the same.)
                 let queue_busy = Self::PATIENT
                     && !cfg!(phase_lock_model)

@@ -60,15 +60,20 @@ pub(crate) fn yield_now() {
     shuttle::thread::yield_now();
 }
 
-/// Under shuttle: how many more turns (yields) a timed sleep lasts before
-/// its timer fires, 0 to 3, drawn from the schedule's own random stream (so
-/// a failing schedule replays). shuttle has no clock; this draw is how its
-/// models reach a deadline or a patience that runs out at any point, while
-/// every timer still fires in the end, as a real one does.
-#[cfg(phase_lock_shuttle)]
+/// How many more turns (yields) a model's timed sleep lasts before its
+/// timer fires (park.rs). loom: none; it explores every schedule around
+/// that one turn. shuttle: 0 to 3, drawn from the schedule's own random
+/// stream (so a failing schedule replays), so that a deadline or a patience
+/// runs out after whatever the other threads do in a few steps.
+#[cfg(phase_lock_model)]
 pub(crate) fn timer_turns() -> u32 {
-    use shuttle::rand::Rng;
-    shuttle::rand::thread_rng().gen_range(0..4)
+    #[cfg(phase_lock_loom)]
+    return 0;
+    #[cfg(phase_lock_shuttle)]
+    {
+        use shuttle::rand::Rng;
+        shuttle::rand::thread_rng().gen_range(0..4)
+    }
 }
 
 /// Builds an atomic in a `const` context.
