@@ -171,6 +171,9 @@ pub use arc_guard::{ArcIntentGuard, ArcReadGuard, ArcRwLockIntentExt, ArcRwLockI
 
 pub use lock_api;
 pub use lock_api::{RawRwLock, RawRwLockDowngrade, RawRwLockFair, RawRwLockTimed};
+#[cfg(phase_lock_shuttle)]
+#[doc(hidden)]
+pub use sync::set_queued_hook_for_model;
 
 /// A phase-fair lock with read, intent and write modes, protecting a `T`,
 /// with the default patience ([`DEFAULT_PATIENCE_US`]).

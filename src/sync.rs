@@ -92,6 +92,35 @@ pub(crate) const fn const_ptr<T>() -> AtomicPtr<T> {
     AtomicPtr::new(core::ptr::null_mut())
 }
 
+/// shuttle model hook (`phase_lock::set_queued_hook_for_model`): the
+/// function the calling thread's requests run as they queue, with the queue
+/// lock held, so that a model can note what had happened by then (the
+/// shuttle models check the phase bound, which counts from queueing).
+#[cfg(phase_lock_shuttle)]
+mod queued_hook {
+    use std::cell::Cell;
+
+    shuttle::thread_local! {
+        static HOOK: Cell<Option<fn()>> = const { Cell::new(None) };
+    }
+
+    /// Sets (or, with `None`, clears) the calling thread's hook.
+    pub fn set_queued_hook_for_model(hook: Option<fn()>) {
+        HOOK.with(|h| h.set(hook));
+    }
+
+    /// Runs the calling thread's hook, if it set one.
+    pub(crate) fn queued() {
+        if let Some(f) = HOOK.with(|h| h.get()) {
+            f();
+        }
+    }
+}
+#[cfg(phase_lock_shuttle)]
+pub(crate) use queued_hook::queued;
+#[cfg(phase_lock_shuttle)]
+pub use queued_hook::set_queued_hook_for_model;
+
 /// A cell for data guarded by the lock's queue lock (see `queue.rs`).
 ///
 /// Outside loom it is a bare `UnsafeCell`; under loom it is loom's, which

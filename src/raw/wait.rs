@@ -148,6 +148,8 @@ impl<const PATIENCE_US: u32, const BIAS: bool> RawPatientLock<PATIENCE_US, BIAS>
             let mut clear = 0;
             if unsafe { !w.is_linked() } {
                 unsafe { self.queue.push(w, *patience) };
+                #[cfg(phase_lock_shuttle)]
+                crate::sync::queued();
                 // A fresh waiter is owed a try when this phase ends.
                 clear = NO_HANDOFF_OWED;
             }
