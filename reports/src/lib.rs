@@ -7,7 +7,7 @@
 //! cargo run --release -p phase-lock-reports --bin fairness -- --sweep # → docs/results/patience.md
 //! cargo run --release -p phase-lock-reports --bin throughput          # → docs/results/throughput.md
 //! cargo run --release -p phase-lock-reports --bin scaling             # → docs/results/scaling.md
-//! cargo run --release -p phase-lock-reports --bin async_waiters       # prints the async baselines
+//! cargo run --release -p phase-lock-reports --features async --bin async_waiters  # prints the async baselines
 //! PHASE_LOCK_BENCH_QUICK=1 cargo run --release -p phase-lock-reports --bin fairness  # a quick smoke run
 //! ```
 //!
@@ -23,7 +23,7 @@
 //! * [`workload`]: the critical-section [`work`] and its calibration
 //!   ([`Work`]), the operation [`Mix`]es, the per-thread random source
 //!   ([`Rng`]) and the thread driver with a barrier start ([`run_threads`]);
-//! * [`async_locks`]: the async harness: [`AsyncComparator`], the stock
+//! * `async_locks` (feature `async`): the async harness: `AsyncComparator`, the stock
 //!   async locks and the runtime's own ceiling, and the task driver;
 //! * [`page`]: the results pages and their headers;
 //! * [`samples`]: the benchmarks' recorder of criterion samples, for the
@@ -33,12 +33,14 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "async")]
 pub mod async_locks;
 pub mod locks;
 pub mod page;
 pub mod samples;
 pub mod workload;
 
+#[cfg(feature = "async")]
 pub use async_locks::{AsyncComparator, AsyncLockRw, AsyncRun, NoLock, TokioRw};
 pub use locks::{
     Class, Comparator, GroupMutex, LockVisitor, Ours, OursUnbiased, ParkingLotRw, Sharded, StdRw, visit_all,

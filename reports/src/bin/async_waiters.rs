@@ -6,8 +6,8 @@
 //! (no lock), in paired rounds; then each lock's uncontended read.
 //!
 //! ```sh
-//! cargo run --release -p phase-lock-reports --bin async_waiters
-//! PHASE_LOCK_BENCH_QUICK=1 cargo run --release -p phase-lock-reports --bin async_waiters  # one short round
+//! cargo run --release -p phase-lock-reports --features async --bin async_waiters
+//! PHASE_LOCK_BENCH_QUICK=1 cargo run --release -p phase-lock-reports --features async --bin async_waiters  # one short round
 //! ```
 //!
 //! Takes about 40 s (5 rounds of 300 ms per point). phase-lock's
