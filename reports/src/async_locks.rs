@@ -47,55 +47,49 @@ impl AsyncComparator for NoLock {
     }
 }
 
-/// `tokio::sync::RwLock` (write for intent).
-pub struct TokioRw(tokio::sync::RwLock<u64>);
+/// An adapter for a stock async rwlock whose `read()` and `write()` return
+/// futures of guards (write for intent).
+macro_rules! stock_async_rwlock {
+    ($(#[$doc:meta])* $name:ident, $lock:ty, $label:expr) => {
+        $(#[$doc])*
+        pub struct $name($lock);
 
-impl AsyncComparator for TokioRw {
-    const NAME: &'static str = "tokio RwLock";
+        impl AsyncComparator for $name {
+            const NAME: &'static str = $label;
 
-    fn new() -> Self {
-        TokioRw(tokio::sync::RwLock::new(0))
-    }
-
-    async fn with(&self, class: Class, f: impl FnOnce() -> u64 + Send) -> u64 {
-        match class {
-            Class::Read => {
-                let g = self.0.read().await;
-                std::hint::black_box(*g) ^ f()
+            fn new() -> Self {
+                $name(<$lock>::new(0))
             }
-            Class::Intent | Class::Write => {
-                let mut g = self.0.write().await;
-                *g = g.wrapping_add(1);
-                f()
-            }
-        }
-    }
-}
 
-/// `async_lock::RwLock` (write for intent).
-pub struct AsyncLockRw(async_lock::RwLock<u64>);
-
-impl AsyncComparator for AsyncLockRw {
-    const NAME: &'static str = "async-lock RwLock";
-
-    fn new() -> Self {
-        AsyncLockRw(async_lock::RwLock::new(0))
-    }
-
-    async fn with(&self, class: Class, f: impl FnOnce() -> u64 + Send) -> u64 {
-        match class {
-            Class::Read => {
-                let g = self.0.read().await;
-                std::hint::black_box(*g) ^ f()
-            }
-            Class::Intent | Class::Write => {
-                let mut g = self.0.write().await;
-                *g = g.wrapping_add(1);
-                f()
+            async fn with(&self, class: Class, f: impl FnOnce() -> u64 + Send) -> u64 {
+                match class {
+                    Class::Read => {
+                        let g = self.0.read().await;
+                        std::hint::black_box(*g) ^ f()
+                    }
+                    Class::Intent | Class::Write => {
+                        let mut g = self.0.write().await;
+                        *g = g.wrapping_add(1);
+                        f()
+                    }
+                }
             }
         }
-    }
+    };
 }
+
+stock_async_rwlock!(
+    /// `tokio::sync::RwLock` (write for intent).
+    TokioRw,
+    tokio::sync::RwLock<u64>,
+    "tokio RwLock"
+);
+stock_async_rwlock!(
+    /// `async_lock::RwLock` (write for intent).
+    AsyncLockRw,
+    async_lock::RwLock<u64>,
+    "async-lock RwLock"
+);
 
 /// What one run measured.
 #[derive(Clone, Copy, Debug)]
