@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use phase_lock::PatientLock;
+use phase_lock::{PatientLock, RwLockIntentExt};
 use phase_lock_soak::{Holders, Rng, mixed_op_with};
 use shuttle::scheduler::PctScheduler;
 use shuttle::{Config, MaxSteps, Runner};
@@ -83,6 +83,64 @@ impl<const P: u32, const B: bool> World<P, B> {
         for _ in 0..ops {
             mixed_op_with(&self.lock, &self.holders, &self.writes, &mut rng, |_| shuttle::thread::yield_now());
         }
+    }
+
+    /// One blocking acquisition of `kind` (0 read, 1 intent, 2 write),
+    /// checked by the exclusion checker: a write adds one to the value,
+    /// then `inside` runs, and the thread yields while it holds the lock.
+    ///
+    /// # Panics
+    ///
+    /// When the lock let in a holder it excludes (or `inside` panics).
+    pub fn blocking(&self, kind: usize, inside: impl FnOnce()) {
+        let h = &self.holders;
+        let (counter, name) = match kind {
+            0 => (&h.read, "read"),
+            1 => (&h.intent, "intent"),
+            _ => (&h.write, "write"),
+        };
+        // Each guard is held to the end of its arm.
+        let held = || {
+            h.enter(counter, name);
+            inside();
+            shuttle::thread::yield_now();
+            counter.fetch_sub(1, SeqCst);
+        };
+        match kind {
+            0 => {
+                let _g = self.lock.read();
+                held();
+            }
+            1 => {
+                let _g = self.lock.intent();
+                held();
+            }
+            _ => {
+                let mut g = self.lock.write();
+                *g += 1;
+                self.writes.fetch_add(1, SeqCst);
+                held();
+            }
+        }
+    }
+
+    /// Runs `body(world, kind)` on a thread of its own for each of `kinds`,
+    /// joins them all, and checks the end of the model
+    /// ([`World::assert_settled`]).
+    ///
+    /// # Panics
+    ///
+    /// When a thread panicked or the lock did not settle.
+    pub fn run_kinds(self: &Arc<Self>, kinds: &[usize], body: fn(&World<P, B>, usize)) {
+        let bodies = kinds
+            .iter()
+            .map(|&kind| {
+                let w = self.clone();
+                Box::new(move || body(&w, kind)) as Box<dyn FnOnce() + Send>
+            })
+            .collect();
+        run_threads(bodies);
+        self.assert_settled();
     }
 
     /// The end of a model: every write landed once, and the lock is free

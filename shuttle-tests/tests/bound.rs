@@ -16,8 +16,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use phase_lock::*;
-use shuttle::thread::yield_now;
-use shuttle_tests::{World, check, run_threads};
+use shuttle_tests::{World, check};
 
 /// Phases begun in this execution, and the kind noted last (0: none,
 /// 1 + the kind otherwise).
@@ -46,63 +45,29 @@ fn note_queued() {
 const SHARED_BOUND: u64 = 4;
 
 /// One blocking acquisition of `kind` (0 read, 1 intent, 2 write) on the
-/// strict lock: notes the phase, checks the bound for a shared kind, checks
-/// exclusion, and yields while it holds the lock.
-fn acquire_and_check(w: &World<0, true>, kind: u64) {
+/// strict lock, checked ([`World::blocking`]): once in, it notes the phase
+/// and checks the bound for a shared kind.
+fn acquire_and_check(w: &World<0, true>, kind: usize) {
     QUEUED_AT.with(|q| q.set(None));
-    let h = &w.holders;
-    let (counter, name) = match kind {
-        0 => (&h.read, "read"),
-        1 => (&h.intent, "intent"),
-        _ => (&h.write, "write"),
-    };
-    // Each guard is held to the end of its arm; the checks run inside.
-    let inside = || {
-        h.enter(counter, name);
-        let previous = PHASES.last.swap(kind + 1, SeqCst);
-        if previous != kind + 1 || kind == 2 {
+    w.blocking(kind, || {
+        let noted = kind as u64 + 1;
+        let previous = PHASES.last.swap(noted, SeqCst);
+        if previous != noted || kind == 2 {
             PHASES.begun.fetch_add(1, SeqCst);
         }
         if let (Some(queued), true) = (QUEUED_AT.with(|q| q.get()), kind != 2) {
             let seen = PHASES.begun.load(SeqCst) - queued;
-            assert!(seen <= SHARED_BOUND, "a queued {name} request saw {seen} phases begin before it entered");
+            assert!(seen <= SHARED_BOUND, "a queued request of kind {kind} saw {seen} phases begin before it entered");
         }
-        yield_now();
-        counter.fetch_sub(1, SeqCst);
-    };
-    match kind {
-        0 => {
-            let _g = w.lock.read();
-            inside();
-        }
-        1 => {
-            let _g = w.lock.intent();
-            inside();
-        }
-        _ => {
-            let mut g = w.lock.write();
-            *g += 1;
-            w.writes.fetch_add(1, SeqCst);
-            inside();
-        }
-    }
+    });
 }
 
 /// Five threads of `kinds`, three acquisitions each, on the strict lock.
-fn flood(kinds: [u64; 5]) {
-    let world = World::new(StrictPhaseLock::new(0));
-    let bodies = kinds
-        .into_iter()
-        .map(|kind| {
-            let w = world.clone();
-            Box::new(move || {
-                set_queued_hook_for_model(Some(note_queued));
-                (0..3).for_each(|_| acquire_and_check(&w, kind));
-            }) as Box<dyn FnOnce() + Send>
-        })
-        .collect();
-    run_threads(bodies);
-    world.assert_settled();
+fn flood(kinds: [usize; 5]) {
+    World::new(StrictPhaseLock::new(0)).run_kinds(&kinds, |w, kind| {
+        set_queued_hook_for_model(Some(note_queued));
+        (0..3).for_each(|_| acquire_and_check(w, kind));
+    });
 }
 
 #[test]

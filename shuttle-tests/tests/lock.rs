@@ -56,50 +56,10 @@ fn a_bias_revoked_by_every_kind() {
     });
 }
 
-/// One blocking acquisition of `kind` (0 read, 1 intent, 2 write), checked,
-/// yielding while held.
-fn blocking<const P: u32, const B: bool>(w: &World<P, B>, kind: usize) {
-    let h = &w.holders;
-    match kind {
-        0 => {
-            let g = w.lock.read();
-            h.enter(&h.read, "read");
-            yield_now();
-            h.read.fetch_sub(1, SeqCst);
-            drop(g);
-        }
-        1 => {
-            let g = w.lock.intent();
-            h.enter(&h.intent, "intent");
-            yield_now();
-            h.intent.fetch_sub(1, SeqCst);
-            drop(g);
-        }
-        _ => {
-            let mut g = w.lock.write();
-            h.enter(&h.write, "write");
-            *g += 1;
-            w.writes.fetch_add(1, SeqCst);
-            yield_now();
-            h.write.fetch_sub(1, SeqCst);
-            drop(g);
-        }
-    }
-}
-
 /// Five threads of `kinds` (0 read, 1 intent, 2 write), three blocking
 /// acquisitions each.
 fn flood(kinds: [usize; 5]) {
-    let world = World::new(PhaseLock::new(0));
-    let bodies = kinds
-        .into_iter()
-        .map(|kind| {
-            let w = world.clone();
-            Box::new(move || (0..3).for_each(|_| blocking(&w, kind))) as Box<dyn FnOnce() + Send>
-        })
-        .collect();
-    run_threads(bodies);
-    world.assert_settled();
+    World::new(PhaseLock::new(0)).run_kinds(&kinds, |w, kind| (0..3).for_each(|_| w.blocking(kind, || ())));
 }
 
 /// Three readers, an intent holder and a writer: batches of three readers
@@ -123,18 +83,10 @@ fn five_threads_three_of_them_in_intent_mode() {
 #[test]
 fn patience_runs_out_while_readers_barge() {
     check(|| {
-        let world = World::new(PhaseLock::new(0));
-        let mut bodies: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
-        for _ in 0..2 {
-            let w = world.clone();
-            bodies.push(Box::new(move || (0..4).for_each(|_| blocking(&w, 0))));
-        }
-        for kind in [1, 2] {
-            let w = world.clone();
-            bodies.push(Box::new(move || blocking(&w, kind)));
-        }
-        run_threads(bodies);
-        world.assert_settled();
+        World::new(PhaseLock::new(0)).run_kinds(&[0, 0, 1, 2], |w, kind| {
+            let ops = if kind == 0 { 4 } else { 1 };
+            (0..ops).for_each(|_| w.blocking(kind, || ()));
+        });
     });
 }
 
